@@ -1,0 +1,40 @@
+"""`python -m ilr <stage> ...`: the one command-line entry that every Snakemake rule calls.
+
+Each stage lives in its own module, which defines `add_arguments(parser)` and `main(args)`; modules
+are imported only when their stage runs, so `ilr grade` does not pay for torch and `ilr tables`
+does not pay for transformers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+STAGES = {
+    "prepare-data": ("ilr.data_prep", "write the training, validation and benchmark records"),
+    "build-model": ("ilr.tiny.build", "build a tiny base model (tokenizer, random init, warm-up)"),
+    "ability": ("ilr.ability", "gamma: a model's accuracy on the validation set"),
+    "difficulty": ("ilr.difficulty", "D_q for every training question of a group"),
+    "train": ("ilr.train", "train one method on one group (or one model) and seed"),
+    "evaluate": ("ilr.evaluate", "solo evaluation of one model on benchmarks"),
+    "tables": ("ilr.report.tables", "tables and figures from the evaluation outputs"),
+    "grade": ("ilr.grade", "grade model outputs: IN.jsonl -> OUT.jsonl"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="ilr", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="stage", metavar="STAGE", required=True)
+    chosen = argv[0] if argv and argv[0] in STAGES else None
+    for name, (module, help_text) in STAGES.items():
+        p = sub.add_parser(name, help=help_text)
+        if name == chosen:  # only the chosen stage's module is imported
+            importlib.import_module(module).add_arguments(p)
+    args = parser.parse_args(argv)
+    return importlib.import_module(STAGES[args.stage][0]).main(args) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""Prompt templates: one text file per stage and mode, in a prompt directory chosen by config.
+
+A prompt directory holds (placeholders are `{name}`; any other brace,
+such as LaTeX's `\boxed{}`, is kept as written):
+  solve_math.txt, solve_code.txt, solve_choice.txt   solo answer (Idea Sharing uses these too)
+  option_item.txt                                    one multiple-choice option: {letter}, {text}
+  peer_item.txt                                      one peer's text: {k}, {text}
+  analysis_cooperation.txt, analysis_competition.txt Idea Analysis: {question}, {own}, {peers}
+  fusion_cooperation.txt, fusion_competition.txt     Idea Fusion: {question}, {own}, {peers}, {analysis}
+  debate_revise.txt                                  Debate round 2: {question}, {own}, {peers}
+  rate_difficulty.txt                                self-ranking of difficulty: {question}
+`{question}` in the Idea3 and debate templates is the rendered solo prompt's question part, i.e. the
+record's question with its options (for choice records).
+
+The text is sent as is to a tokenizer without a chat template (the tiny models) and wrapped as one
+user message by `as_model_input` for a tokenizer that has one (the paper's Instruct models).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import string
+from pathlib import Path
+
+PACKAGE_PROMPTS = Path(__file__).parent / "prompts"
+TEMPLATES = (
+    "solve_math", "solve_code", "solve_choice", "option_item", "peer_item",
+    "analysis_cooperation", "analysis_competition", "fusion_cooperation", "fusion_competition",
+    "debate_revise", "rate_difficulty",
+)
+MODES = ("cooperation", "competition")
+LETTERS = string.ascii_uppercase
+PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def resolve_dir(prompt_dir: str | Path) -> Path:
+    """A prompt directory given as a path, or as the name of one shipped with the package ("tiny", "paper")."""
+    p = Path(prompt_dir)
+    if p.is_dir():
+        return p
+    if (PACKAGE_PROMPTS / str(prompt_dir)).is_dir():
+        return PACKAGE_PROMPTS / str(prompt_dir)
+    raise FileNotFoundError(
+        f"prompt directory {prompt_dir!r} not found (expected a directory with "
+        f"{', '.join(t + '.txt' for t in TEMPLATES)}, or one of: "
+        f"{', '.join(sorted(d.name for d in PACKAGE_PROMPTS.iterdir() if d.is_dir()))})")
+
+
+class PromptSet:
+    def __init__(self, prompt_dir: str | Path):
+        self.dir = resolve_dir(prompt_dir)
+        self.templates = {}
+        for name in TEMPLATES:
+            path = self.dir / f"{name}.txt"
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: missing prompt template '{name}'")
+            # A template file's trailing newline is the editor's, not the prompt's.
+            self.templates[name] = path.read_text(encoding="utf-8").removesuffix("\n")
+
+    def _fill(self, name: str, **fields) -> str:
+        def substitute(m: re.Match) -> str:
+            if m.group(1) not in fields:
+                raise KeyError(f"{self.dir / (name + '.txt')}: unknown placeholder {m.group(0)}; "
+                               f"available: {sorted(fields)}")
+            return str(fields[m.group(1)])
+        return PLACEHOLDER.sub(substitute, self.templates[name])
+
+    def question_text(self, record: dict) -> str:
+        """The question as a model sees it: with the lettered options for a choice record."""
+        if record.get("kind") == "choice":
+            options = "\n".join(self._fill("option_item", letter=LETTERS[i], text=t)
+                                for i, t in enumerate(record["options"]))
+            return f"{record['question']}\n{options}"
+        return record["question"]
+
+    def solve(self, record: dict) -> str:
+        kind = record.get("kind", "math")
+        return self._fill(f"solve_{kind}", question=self.question_text(record))
+
+    def peers(self, texts: list[str]) -> str:
+        return "\n".join(self._fill("peer_item", k=k, text=t) for k, t in enumerate(texts, 1))
+
+    def analysis(self, mode: str, record: dict, own: str, peers: list[str]) -> str:
+        assert mode in MODES, mode
+        return self._fill(f"analysis_{mode}", question=self.question_text(record), own=own,
+                          peers=self.peers(peers))
+
+    def fusion(self, mode: str, record: dict, own: str, peers: list[str], analysis: str) -> str:
+        assert mode in MODES, mode
+        return self._fill(f"fusion_{mode}", question=self.question_text(record), own=own,
+                          peers=self.peers(peers), analysis=analysis)
+
+    def debate_revise(self, record: dict, own: str, peers: list[str]) -> str:
+        return self._fill("debate_revise", question=self.question_text(record), own=own, peers=self.peers(peers))
+
+    def rate_difficulty(self, record: dict) -> str:
+        return self._fill("rate_difficulty", question=self.question_text(record))
+
+
+@functools.lru_cache(maxsize=8)
+def load(prompt_dir: str) -> PromptSet:
+    return PromptSet(prompt_dir)
+
+
+def as_model_input(tokenizer, text: str) -> str:
+    """The string to tokenize: the template text itself, or a one-turn chat for a chat model."""
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
+                                             add_generation_prompt=True)
+    return text
