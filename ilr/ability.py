@@ -1,0 +1,38 @@
+"""Ability gamma_i (METHOD.md section 1): model i's accuracy on the validation set.
+
+(choice) greedy decoding, one sample per question; `ability.samples` > 1 at `ability.temperature`
+gives the mean accuracy over k samples.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ilr.io import read_jsonl, write_json
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", required=True)
+    p.add_argument("--model", required=True, help="the model's name in config `models:`")
+    p.add_argument("--val", required=True, help="validation records (JSONL)")
+    p.add_argument("--out", required=True)
+
+
+def main(args: argparse.Namespace) -> int:
+    from ilr import config as cfg
+    from ilr.evaluate import answer_and_grade
+    from ilr.generation import load_model
+    from ilr.prompts import load as load_prompts
+
+    config = cfg.load(args.config)
+    ab = config["ability"]
+    model, tokenizer = load_model(config["models"][args.model]["path"])
+    records = read_jsonl(args.val)
+    graded = answer_and_grade(model, tokenizer, load_prompts(config["prompts"]), records, ab["samples"],
+                              ab["temperature"], ab["max_new_tokens"], progress=True)
+    gamma = sum(r["correct"] for r in graded) / len(graded)
+    write_json(args.out, {"model": args.model, "gamma": gamma, "n": len(records), "samples": ab["samples"],
+                          "temperature": ab["temperature"],
+                          "records": [{k: r[k] for k in ("id", "sample", "correct", "extracted")} for r in graded]})
+    print(f"gamma[{args.model}] = {gamma:.3f} on {len(records)} validation questions")
+    return 0

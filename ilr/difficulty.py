@@ -1,0 +1,114 @@
+"""Question difficulty D_q for every training question of a group (METHOD.md section 2).
+
+Methods (config `difficulty.method`):
+- self_rank (paper's "self-ranking", choice of protocol): each model of the group rates each question
+  from 1 to 10 with the `rate_difficulty` prompt (greedy); the integer s gives (s - 1) / 9; an
+  unparseable rating is missing; D_q is the mean over the models that rated it, and a question no
+  model rated gets the median of the others.
+- empirical: D_q = 1 - mean pass rate over `samples` completions per model of the group.
+- level: the MATH level / 5 (metadata `level`, e.g. "Level 3").
+Output: one JSON line per question {id, difficulty, ratings: {model: value or null}} and the
+histogram (0.01 bins, the paper's Fig. 4).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+
+from ilr.io import read_jsonl, write_jsonl
+
+RATING = re.compile(r"\b(10|[1-9])\b")
+
+
+def parse_rating(text: str) -> float | None:
+    """The first integer 1..10 in a model's reply, scaled to [0, 1]; None when there is none."""
+    m = RATING.search(text)
+    return None if m is None else (int(m.group(1)) - 1) / 9
+
+
+def parse_level(record: dict) -> float | None:
+    m = re.search(r"\d+", str(record.get("metadata", {}).get("level", "")))
+    return None if m is None else int(m.group()) / 5
+
+
+def combine(ratings: list[dict[str, float | None]]) -> list[float | None]:
+    """Mean over models that gave a rating; a question nobody rated gets the median of the rest."""
+    means = [None if not (v := [x for x in r.values() if x is not None]) else sum(v) / len(v) for r in ratings]
+    known = [d for d in means if d is not None]
+    fill = statistics.median(known) if known else 0.5
+    return [fill if d is None else d for d in means]
+
+
+def rate_with_models(config: dict, models: list[str], records: list[dict]) -> list[dict[str, float | None]]:
+    from ilr.evaluate import answer_and_grade
+    from ilr.generation import complete, load_model
+    from ilr.prompts import as_model_input, load as load_prompts
+
+    spec = config["difficulty"]
+    prompts = load_prompts(config["prompts"])
+    ratings: list[dict[str, float | None]] = [{} for _ in records]
+    for name in models:
+        model, tokenizer = load_model(config["models"][name]["path"])
+        if spec["method"] == "self_rank":
+            texts = complete(model, tokenizer, [as_model_input(tokenizer, prompts.rate_difficulty(r)) for r in records],
+                             max_new_tokens=8, temperature=0.0, progress=True)
+            values = [parse_rating(t) for t in texts]
+        else:  # empirical
+            graded = answer_and_grade(model, tokenizer, prompts, records, spec["samples"], spec["temperature"],
+                                      spec["max_new_tokens"], progress=True)
+            k = spec["samples"]
+            values = [1.0 - sum(g["correct"] for g in graded[i * k:(i + 1) * k]) / k for i in range(len(records))]
+        for row, v in zip(ratings, values):
+            row[name] = v
+        del model
+    return ratings
+
+
+def save_histogram(difficulties: list[float], path: str, title: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=120)
+    ax.hist(difficulties, bins=np.arange(0, 1.0 + 0.01, 0.01), color="#4477aa")
+    ax.set_xlabel("question difficulty $D_q$")
+    ax.set_ylabel("questions")
+    ax.set_title(title, fontsize=10)
+    ax.set_xlim(0, 1)
+    fig.tight_layout()
+    from ilr.io import atomic_path
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", required=True)
+    p.add_argument("--group", required=True)
+    p.add_argument("--train", required=True, help="training records (JSONL)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--figure", help="histogram PNG (0.01 bins)")
+
+
+def main(args: argparse.Namespace) -> int:
+    from ilr import config as cfg
+
+    config = cfg.load(args.config)
+    method = config["difficulty"]["method"]
+    models = config["groups"][args.group]
+    records = read_jsonl(args.train)
+    if method == "level":
+        ratings = [{"level": parse_level(r)} for r in records]
+    else:
+        ratings = rate_with_models(config, models, records)
+    difficulties = combine(ratings)
+    write_jsonl(args.out, ({"id": r["id"], "difficulty": d, "ratings": rt}
+                           for r, d, rt in zip(records, difficulties, ratings)))
+    if args.figure:
+        save_histogram(difficulties, args.figure,
+                       f"Difficulty of the training questions ({method}, {args.group}: {' + '.join(models)})")
+    print(f"difficulty[{args.group}] ({method}): mean {statistics.mean(difficulties):.3f} over {len(records)}")
+    return 0

@@ -1,0 +1,120 @@
+"""Solo evaluation (METHOD.md: each trained model answers alone, no peer, no interaction).
+
+One output file per (model, benchmark) cell: `<out-dir>/<benchmark>.json` with
+  summary: accuracy, n, bootstrap 95% CI, and provenance (git commit, hash of the config slice,
+           data file hash, checkpoint hash, seed, decoding settings);
+  records: one per (question, sample): id, prompt, completion, extracted, correct, reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ilr.io import read_jsonl, sha256_file, sha256_json, sha256_tree, write_json
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def git_commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def bootstrap_ci(per_question: list[float], resamples: int, seed: int, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap over questions of the mean accuracy."""
+    x = np.asarray(per_question, dtype=float)
+    if len(x) == 0:
+        return (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, len(x), size=(resamples, len(x)))].mean(axis=1)
+    alpha = (1 - level) / 2
+    return float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
+
+
+def answer_and_grade(model, tokenizer, prompt_set, records: list[dict], samples: int, temperature: float,
+                     max_new_tokens: int, progress: bool = False) -> list[dict]:
+    """Each record's question answered alone `samples` times and graded."""
+    from ilr.generation import sample
+    from ilr.grading import grade_many
+    from ilr.prompts import as_model_input
+
+    prompts = [prompt_set.solve(r) for r in records]
+    outs = sample(model, tokenizer, [as_model_input(tokenizer, p) for p in prompts], n=samples,
+                  max_new_tokens=max_new_tokens, temperature=temperature, progress=progress)
+    flat_records = [r for r in records for _ in range(samples)]
+    flat_texts = [s.text for group in outs for s in group]
+    grades = grade_many(flat_records, flat_texts)
+    return [
+        {"id": r["id"], "sample": k % samples, "prompt": prompts[k // samples], "completion": text,
+         "extracted": g.extracted, "correct": bool(g.correct), "reason": g.reason}
+        for k, (r, text, g) in enumerate(zip(flat_records, flat_texts, grades))
+    ]
+
+
+def per_question_accuracy(records: list[dict]) -> dict[str, float]:
+    by_id: dict[str, list[bool]] = {}
+    for r in records:
+        by_id.setdefault(r["id"], []).append(r["correct"])
+    return {k: sum(v) / len(v) for k, v in by_id.items()}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", required=True)
+    p.add_argument("--model-path", required=True, help="checkpoint directory or hub id")
+    p.add_argument("--benchmarks", nargs="+", required=True)
+    p.add_argument("--data-dir", required=True)
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--method", default="base")
+    p.add_argument("--group", default="none")
+    p.add_argument("--model", required=True, help="the model's name in config `models:`")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def main(args: argparse.Namespace) -> int:
+    import torch
+
+    from ilr import config as cfg
+    from ilr.generation import load_model
+    from ilr.prompts import load as load_prompts
+
+    config = cfg.load(args.config)
+    ev = config["evaluation"]
+    torch.manual_seed(args.seed)
+    model, tokenizer = load_model(args.model_path)
+    prompt_set = load_prompts(config["prompts"])
+    checkpoint_hash = sha256_tree(args.model_path) if Path(args.model_path).exists() else args.model_path
+    for bench in args.benchmarks:
+        data_file = Path(args.data_dir) / "bench" / f"{bench}.jsonl"
+        records = read_jsonl(data_file)
+        t0 = time.time()
+        graded = answer_and_grade(model, tokenizer, prompt_set, records, ev["samples"], ev["temperature"],
+                                  ev["max_new_tokens"], progress=True)
+        per_q = per_question_accuracy(graded)
+        lo, hi = bootstrap_ci(list(per_q.values()), ev["bootstrap"], seed=args.seed)
+        summary = {
+            "benchmark": bench, "model": args.model, "method": args.method, "group": args.group,
+            "seed": args.seed, "accuracy": float(np.mean(list(per_q.values()))), "n": len(per_q),
+            "ci_low": lo, "ci_high": hi, "ci_level": 0.95, "seconds": round(time.time() - t0, 2),
+            "provenance": {
+                "git_commit": git_commit(),
+                "config_hash": sha256_json(cfg.stage_spec(config, "evaluate", benchmark=bench)),
+                "data_file": str(data_file), "data_sha256": sha256_file(data_file),
+                "checkpoint": str(args.model_path), "checkpoint_sha256": checkpoint_hash,
+                "seed": args.seed, "decoding": {k: ev[k] for k in ("samples", "temperature", "max_new_tokens")},
+                "protocol": "solo: the model answers alone, no peer and no interaction",
+                "host": os.uname().nodename,
+            },
+        }
+        write_json(Path(args.out_dir) / f"{bench}.json", {"summary": summary, "records": graded})
+        print(f"{args.method}/{args.group}/{args.model} {bench}: {summary['accuracy']:.3f} "
+              f"[{lo:.3f}, {hi:.3f}] n={summary['n']}")
+    return 0

@@ -1,0 +1,60 @@
+"""Idea3 (METHOD.md section 4): Idea Sharing, Idea Analysis, Idea Fusion for a group of m models.
+
+For each question, in the question's interaction mode (cooperation or competition):
+1. Sharing: every model solves the question alone (one completion).
+2. Analysis: every model reads the other models' Sharing outputs and writes an analysis.
+3. Fusion: every model reads the question, its own idea, the peers' ideas and its analysis, and
+   gives `n_fusion` final solutions.
+A question whose mode is None gets no interaction: its "fusion" completions are solo answers to the
+solve prompt (the PC-only ablation and single-agent inference).
+Each stage is one batched generation per model over all questions of the step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ilr.generation import Sample, sample
+from ilr.prompts import PromptSet, as_model_input
+
+
+@dataclass
+class Idea3Output:
+    sharing: str | None = None
+    analysis: str | None = None
+    fusion_prompt: str = ""          # the text the model was conditioned on for its final answers
+    fusion: list[Sample] = field(default_factory=list)
+
+
+def run_idea3(members: dict, prompt_set: PromptSet, records: list[dict], modes: list[str | None],
+              n_fusion: int, temperature: float, max_new_tokens: int) -> dict[str, list[Idea3Output]]:
+    """members: name -> (model, tokenizer). Returns, per model, one Idea3Output per record."""
+    names = list(members)
+    out = {n: [Idea3Output() for _ in records] for n in names}
+    interacting = [q for q, mode in enumerate(modes) if mode is not None]
+
+    def generate(name: str, texts: list[str], n: int) -> list[list[Sample]]:
+        model, tokenizer = members[name]
+        return sample(model, tokenizer, [as_model_input(tokenizer, t) for t in texts], n=n,
+                      max_new_tokens=max_new_tokens, temperature=temperature)
+
+    def peers_of(name: str, q: int, stage: str) -> list[str]:
+        return [getattr(out[o][q], stage) for o in names if o != name]
+
+    if interacting:
+        for name in names:  # 1. Sharing
+            for q, s in zip(interacting, generate(name, [prompt_set.solve(records[q]) for q in interacting], 1)):
+                out[name][q].sharing = s[0].text
+        for name in names:  # 2. Analysis
+            texts = [prompt_set.analysis(modes[q], records[q], out[name][q].sharing, peers_of(name, q, "sharing"))
+                     for q in interacting]
+            for q, s in zip(interacting, generate(name, texts, 1)):
+                out[name][q].analysis = s[0].text
+    for name in names:  # 3. Fusion (or the solo answer where there is no interaction)
+        for q, rec in enumerate(records):
+            o = out[name][q]
+            o.fusion_prompt = (prompt_set.solve(rec) if modes[q] is None else
+                               prompt_set.fusion(modes[q], rec, o.sharing, peers_of(name, q, "sharing"), o.analysis))
+        for q, s in zip(range(len(records)), generate(name, [o.fusion_prompt for o in out[name]], n_fusion)):
+            out[name][q].fusion = s
+    return out

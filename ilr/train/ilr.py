@@ -1,0 +1,239 @@
+"""The ILR group trainer: Dynamic Interaction + Idea3 + Perception Calibration on TRL's GRPOTrainer.
+
+Design. Each model of the group has its own `GRPOTrainer` (own optimizer, reference model, KL
+coefficient and clipping, checkpoints, logging: all TRL's). The trainers run side by side, one
+thread each, and meet once per step in `GroupCoordinator.rollout`, which TRL calls as every
+trainer's `rollout_func`: when all m trainers have arrived (their weights are then at rest), one of
+them runs the group's rollout for the step's questions with every model's current weights:
+
+  Dynamic Interaction (cooperation / competition / none per question)
+  -> Idea3 (Sharing, Analysis, then G Fusion completions per model)
+  -> rule-based rewards -> Perception Calibration across the group
+  -> one line per question in rollouts.jsonl (METHOD.md's rollout log)
+
+and each trainer takes back its own share: its Fusion prompt ids, its G completions per question and
+their (calibrated) rewards, from which TRL computes group-relative advantages and the GRPO loss as
+usual. Nothing of TRL's optimisation loop is rewritten; the custom pieces are the rollout and one
+override (`_prepare_inputs` without TRL's in-batch shuffle, which would make the member threads draw
+on the shared global RNG in a racy order and break bit-identical resumes).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+from tqdm import tqdm
+
+from ilr.calibration import calibrate
+from ilr.interaction import irt_probability, irt_type, ratio_type
+from ilr.io import append_jsonl, read_json, read_jsonl, write_jsonl
+from ilr.train.common import latest_checkpoint, question_schedule, rule_reward, stable_seed
+from ilr.train.grpo import grpo_config, records_dataset, save_final
+
+
+class GroupCoordinator:
+    def __init__(self, config: dict, method: dict, args: dict, seed: int, names: list[str],
+                 schedule: list[dict], gamma: dict[str, float], difficulty: dict[str, float], run_dir: Path):
+        from ilr.prompts import load as load_prompts
+
+        self.method, self.args, self.seed, self.names = method, args, seed, names
+        self.prompts = load_prompts(config["prompts"])
+        self.interaction_cfg = config["interaction"]
+        self.schedule, self.gamma, self.difficulty = schedule, gamma, difficulty
+        self.run_dir = run_dir
+        self.trainers: dict[str, object] = {}
+        self.barrier = threading.Barrier(len(names), timeout=3600)
+        self.results: dict[str, dict] = {}
+        self.dataset_prompt: dict[str, dict[str, str]] = {}   # member -> question id -> its dataset prompt
+        self.progress = None
+
+    # -- the TRL seam -------------------------------------------------------------------------
+    def rollout_func_for(self, name: str):
+        def rollout_func(prompts: list, trainer) -> dict:
+            return self.rollout(name, prompts, trainer)
+        return rollout_func
+
+    def rollout(self, name: str, prompts: list, trainer) -> dict:
+        step = trainer.state.global_step  # the update this rollout feeds is step + 1
+        if self.barrier.wait() == 0:       # exactly one member runs the group rollout
+            try:
+                self.results = self.group_rollout(step)
+            except BaseException:
+                self.barrier.abort()
+                raise
+        self.barrier.wait()                # everyone waits for the results
+        mine = self.results[name]
+        G = self.args["num_generations"]
+        if list(prompts[::G]) != [self.dataset_prompt[name][q["id"]] for q in self.step_questions(step)]:
+            raise RuntimeError(f"{name}: TRL handed step {step} other questions than the schedule's "
+                               "(is shuffle_dataset off and the batch size questions_per_step * G?)")
+        return {"prompt_ids": mine["prompt_ids"], "completion_ids": mine["completion_ids"], "logprobs": None,
+                "ilr_reward": mine["rewards"]}
+
+    # -- one step of the group ----------------------------------------------------------------
+    def step_questions(self, step: int) -> list[dict]:
+        n = self.args["questions_per_step"]
+        return self.schedule[step * n:(step + 1) * n]
+
+    def interaction_of(self, record: dict) -> tuple[str | None, dict[str, float] | None]:
+        rule = self.method["interaction"]
+        if rule == "none":
+            return None, None
+        if rule == "ratio":
+            return ratio_type(self.method["p"], self.seed, record["id"]), None
+        d = self.difficulty[record["id"]]
+        P = {n: irt_probability(self.gamma[n], d, self.interaction_cfg["slope"]) for n in self.names}
+        return irt_type(P, self.interaction_cfg["irt_rule"]), P
+
+    def group_rollout(self, step: int) -> dict[str, dict]:
+        import torch
+
+        from ilr.idea3 import run_idea3
+
+        torch.manual_seed(stable_seed(self.seed, "rollout", step))  # sampling independent of resumes
+        questions = self.step_questions(step)
+        decided = [self.interaction_of(r) for r in questions]
+        members = {n: (self.trainers[n].model, self.trainers[n].processing_class) for n in self.names}
+        outs = run_idea3(members, self.prompts, questions, [mode for mode, _ in decided],
+                         self.args["num_generations"], self.args["temperature"], self.args["max_new_tokens"])
+        results = {n: {"prompt_ids": [], "completion_ids": [], "rewards": []} for n in self.names}
+        rows = []
+        for q, (record, (mode, P)) in enumerate(zip(questions, decided)):
+            raw = {n: [rule_reward(record, s.text) for s in outs[n][q].fusion] for n in self.names}
+            calibrated = (calibrate(raw, self.args["calibration_eps"]) if self.method["calibration"] else None)
+            used = calibrated or raw
+            for n in self.names:
+                o = outs[n][q]
+                for s, r in zip(o.fusion, used[n]):
+                    results[n]["prompt_ids"].append(s.prompt_ids)
+                    results[n]["completion_ids"].append(s.completion_ids)
+                    results[n]["rewards"].append(r)
+            rows.append(self.log_row(step, record, mode, P, raw, calibrated, outs, q))
+        for row in rows:
+            append_jsonl(self.run_dir / "rollouts.jsonl", row)
+        self.log_metrics(step, rows)
+        if self.progress is not None:
+            self.progress.update(1)
+        return results
+
+    def log_row(self, step, record, mode, P, raw, calibrated, outs, q) -> dict:
+        rule = self.method["interaction"]
+        row = {"step": step + 1, "question_id": record["id"],
+               "difficulty": self.difficulty[record["id"]] if rule == "irt" else None,
+               "rule": rule, "interaction": mode, "models": {}}
+        if rule == "ratio":
+            row["p"] = self.method["p"]
+        for n in self.names:
+            o = outs[n][q]
+            completions = {k: v for k, v in (("sharing", o.sharing), ("analysis", o.analysis)) if v is not None}
+            completions["fusion"] = [s.text for s in o.fusion]
+            row["models"][n] = {"gamma": self.gamma.get(n), "P": None if P is None else P[n],
+                                "rewards": raw[n], "calibrated": None if calibrated is None else calibrated[n],
+                                "completions": completions}
+        return row
+
+    def log_metrics(self, step: int, rows: list[dict]) -> None:
+        metrics = {"step": step + 1,
+                   "cooperation_fraction": sum(r["interaction"] == "cooperation" for r in rows) / len(rows)}
+        for n in self.names:
+            rewards = [x for r in rows for x in r["models"][n]["rewards"]]
+            metrics[f"{n}/reward"] = sum(rewards) / len(rewards)
+            cal = [x for r in rows if r["models"][n]["calibrated"] for x in r["models"][n]["calibrated"]]
+            if cal:
+                metrics[f"{n}/calibrated_reward"] = sum(cal) / len(cal)
+            lengths = [len(t) for r in rows for t in r["models"][n]["completions"]["fusion"]]
+            metrics[f"{n}/fusion_chars"] = sum(lengths) / len(lengths)
+        append_jsonl(self.run_dir / "metrics.jsonl", metrics)
+
+
+def member_trainer_class():
+    from trl import GRPOTrainer
+
+    class ILRMemberTrainer(GRPOTrainer):
+        """A group member: TRL's GRPOTrainer, generating through the coordinator, batch not shuffled."""
+
+        def _prepare_inputs(self, generation_batch):
+            if not self.model.training:
+                return super()._prepare_inputs(generation_batch)
+            # One generation per optimizer step (steps_per_generation = num_iterations = 1): the whole
+            # generation batch is the step's batch, so TRL's in-batch shuffle would only permute it.
+            return self._generate_and_score_completions(generation_batch)
+
+    return ILRMemberTrainer
+
+
+def truncate_log(path: Path, last_step: int) -> None:
+    """Keep the lines of steps <= last_step: a resumed run re-logs the steps it redoes."""
+    if path.exists():
+        write_jsonl(path, [r for r in read_jsonl(path) if r["step"] <= last_step])
+
+
+def train_ilr(config: dict, method_name: str, group: str, seed: int, train_path: str,
+              ability_files: list[str], difficulty_file: str | None, out_dir: str) -> None:
+    from ilr import config as cfg
+    from ilr.generation import load_model
+    from ilr.prompts import as_model_input
+
+    method = cfg.method_config(config, method_name)
+    args = cfg.training_args(config, method_name)
+    names = config["groups"][group]
+    run_dir = Path(out_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    gamma = {}
+    for f in ability_files:
+        a = read_json(f)
+        gamma[a["model"]] = a["gamma"]
+    if method["interaction"] == "irt":
+        missing = [n for n in names if n not in gamma]
+        if missing or not difficulty_file:
+            raise ValueError(f"methods.{method_name}: interaction 'irt' needs gamma of {names} and the group's "
+                             f"difficulty file (missing gamma: {missing}, difficulty: {difficulty_file})")
+    difficulty = ({r["id"]: r["difficulty"] for r in read_jsonl(difficulty_file)} if difficulty_file else {})
+    schedule = question_schedule(train_path, args["steps"], args["questions_per_step"], seed)
+    coordinator = GroupCoordinator(config, method, args, seed, names, schedule, gamma, difficulty, run_dir)
+
+    Trainer = member_trainer_class()
+    for n in names:
+        model, tokenizer = load_model(config["models"][n]["path"])
+        prompt_of = lambda r, tok=tokenizer: as_model_input(tok, coordinator.prompts.solve(r))  # noqa: E731
+        coordinator.dataset_prompt[n] = {r["id"]: prompt_of(r) for r in schedule}
+        coordinator.trainers[n] = Trainer(
+            model=model, processing_class=tokenizer, train_dataset=records_dataset(schedule, prompt_of),
+            reward_funcs=lambda prompts, completions, ilr_reward, **_: list(ilr_reward),
+            rollout_func=coordinator.rollout_func_for(n),
+            args=grpo_config(args, seed, run_dir / n / "checkpoints"))
+
+    # Resume every member from the newest step that all of them have checkpointed.
+    steps = [latest_checkpoint(run_dir / n / "checkpoints") for n in names]
+    resume_step = min((int(p.name.split("-")[1]) if p else 0) for p in steps)
+    for log in ("rollouts.jsonl", "metrics.jsonl"):
+        truncate_log(run_dir / log, resume_step)
+
+    errors: list[BaseException] = []
+
+    def run(name: str) -> None:
+        ckpt = run_dir / name / "checkpoints" / f"checkpoint-{resume_step}" if resume_step else None
+        try:
+            coordinator.trainers[name].train(resume_from_checkpoint=str(ckpt) if ckpt else None)
+        except BaseException as e:  # noqa: BLE001 - re-raised in the main thread
+            errors.append(e)
+            coordinator.barrier.abort()
+
+    coordinator.progress = tqdm(total=args["steps"], initial=resume_step, desc=f"{method_name} {group}", unit="step")
+    threads = [threading.Thread(target=run, args=(n,), name=f"ilr-{n}") for n in names]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    coordinator.progress.close()
+    real = [e for e in errors if not isinstance(e, threading.BrokenBarrierError)]
+    if errors:
+        raise (real or errors)[0]
+    for n in names:
+        trainer = coordinator.trainers[n]
+        with open(run_dir / n / "trainer_log.jsonl", "w") as f:
+            for row in trainer.state.log_history:
+                f.write(json.dumps(row) + "\n")
+        save_final(trainer.model, trainer.processing_class, run_dir / n / "final")
