@@ -58,6 +58,14 @@ def save_final(model, tokenizer, final_dir: Path) -> None:
     tmp.rename(final_dir)
 
 
+def quiet(trainer):
+    """Drop transformers' per-step printing of the log dict: the logs stay in trainer.state.log_history."""
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)
+    return trainer
+
+
 def records_dataset(records: list[dict], prompt_of) -> "datasets.Dataset":
     from datasets import Dataset
 
@@ -82,9 +90,9 @@ def train_grpo(config: dict, method: str, model_name: str, seed: int, train_path
     def correctness(prompts, completions, record, **_):
         return [rule_reward(json.loads(r), c) for r, c in zip(record, completions)]
 
-    trainer = GRPOTrainer(model=model, reward_funcs=correctness, train_dataset=dataset,
+    trainer = quiet(GRPOTrainer(model=model, reward_funcs=correctness, train_dataset=dataset,
                           processing_class=tokenizer,
-                          args=grpo_config(args, seed, run_dir / "checkpoints", disable_tqdm=False))
+                          args=grpo_config(args, seed, run_dir / "checkpoints", disable_tqdm=False)))
     resume = latest_checkpoint(run_dir / "checkpoints")
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     with open(run_dir / "metrics.jsonl", "w") as f:

@@ -30,7 +30,7 @@ from ilr.calibration import calibrate
 from ilr.interaction import irt_probability, irt_type, ratio_type
 from ilr.io import append_jsonl, read_json, read_jsonl, write_jsonl
 from ilr.train.common import latest_checkpoint, question_schedule, rule_reward, stable_seed
-from ilr.train.grpo import grpo_config, records_dataset, save_final
+from ilr.train.grpo import grpo_config, quiet, records_dataset, save_final
 
 
 class GroupCoordinator:
@@ -199,11 +199,11 @@ def train_ilr(config: dict, method_name: str, group: str, seed: int, train_path:
         model, tokenizer = load_model(config["models"][n]["path"])
         prompt_of = lambda r, tok=tokenizer: as_model_input(tok, coordinator.prompts.solve(r))  # noqa: E731
         coordinator.dataset_prompt[n] = {r["id"]: prompt_of(r) for r in schedule}
-        coordinator.trainers[n] = Trainer(
+        coordinator.trainers[n] = quiet(Trainer(
             model=model, processing_class=tokenizer, train_dataset=records_dataset(schedule, prompt_of),
             reward_funcs=lambda prompts, completions, ilr_reward, **_: list(ilr_reward),
             rollout_func=coordinator.rollout_func_for(n),
-            args=grpo_config(args, seed, run_dir / n / "checkpoints"))
+            args=grpo_config(args, seed, run_dir / n / "checkpoints")))
 
     # Resume every member from the newest step that all of them have checkpointed.
     steps = [latest_checkpoint(run_dir / n / "checkpoints") for n in names]
