@@ -20,7 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from ilr import config as cfg
-    from ilr.evaluate import answer_and_grade
+    from ilr.evaluate import answer_and_grade, transformers_sampler
     from ilr.generation import load_model
     from ilr.prompts import load as load_prompts
 
@@ -28,7 +28,7 @@ def main(args: argparse.Namespace) -> int:
     ab = config["ability"]
     model, tokenizer = load_model(config["models"][args.model]["path"])
     records = read_jsonl(args.val)
-    graded = answer_and_grade(model, tokenizer, load_prompts(config["prompts"]), records, ab["samples"],
+    graded = answer_and_grade(transformers_sampler(model, tokenizer), tokenizer, load_prompts(config["prompts"]), records, ab["samples"],
                               ab["temperature"], ab["max_new_tokens"], progress=True)
     gamma = sum(r["correct"] for r in graded) / len(graded)
     write_json(args.out, {"model": args.model, "gamma": gamma, "n": len(records), "samples": ab["samples"],

@@ -42,7 +42,7 @@ def combine(ratings: list[dict[str, float | None]]) -> list[float | None]:
 
 
 def rate_with_models(config: dict, models: list[str], records: list[dict]) -> list[dict[str, float | None]]:
-    from ilr.evaluate import answer_and_grade
+    from ilr.evaluate import answer_and_grade, transformers_sampler
     from ilr.generation import complete, load_model
     from ilr.prompts import as_model_input, load as load_prompts
 
@@ -56,7 +56,7 @@ def rate_with_models(config: dict, models: list[str], records: list[dict]) -> li
                              max_new_tokens=8, temperature=0.0, progress=True)
             values = [parse_rating(t) for t in texts]
         else:  # empirical
-            graded = answer_and_grade(model, tokenizer, prompts, records, spec["samples"], spec["temperature"],
+            graded = answer_and_grade(transformers_sampler(model, tokenizer), tokenizer, prompts, records, spec["samples"], spec["temperature"],
                                       spec["max_new_tokens"], progress=True)
             k = spec["samples"]
             values = [1.0 - sum(g["correct"] for g in graded[i * k:(i + 1) * k]) / k for i in range(len(records))]

@@ -40,16 +40,25 @@ def bootstrap_ci(per_question: list[float], resamples: int, seed: int, level: fl
     return float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
 
 
-def answer_and_grade(model, tokenizer, prompt_set, records: list[dict], samples: int, temperature: float,
-                     max_new_tokens: int, progress: bool = False) -> list[dict]:
-    """Each record's question answered alone `samples` times and graded."""
+def transformers_sampler(model, tokenizer):
     from ilr.generation import sample
+
+    return lambda texts, **kw: sample(model, tokenizer, texts, **kw)
+
+
+def answer_and_grade(sampler, tokenizer, prompt_set, records: list[dict], samples: int, temperature: float,
+                     max_new_tokens: int, progress: bool = False) -> list[dict]:
+    """Each record's question answered alone `samples` times and graded.
+
+    sampler(texts, n=, max_new_tokens=, temperature=, progress=) -> list[list[Sample]]: the
+    transformers path (`transformers_sampler`) or a vLLM engine's `sample`.
+    """
     from ilr.grading import grade_many
     from ilr.prompts import as_model_input
 
     prompts = [prompt_set.solve(r) for r in records]
-    outs = sample(model, tokenizer, [as_model_input(tokenizer, p) for p in prompts], n=samples,
-                  max_new_tokens=max_new_tokens, temperature=temperature, progress=progress)
+    outs = sampler([as_model_input(tokenizer, p) for p in prompts], n=samples,
+                   max_new_tokens=max_new_tokens, temperature=temperature, progress=progress)
     flat_records = [r for r in records for _ in range(samples)]
     flat_texts = [s.text for group in outs for s in group]
     grades = grade_many(flat_records, flat_texts)
@@ -89,14 +98,21 @@ def main(args: argparse.Namespace) -> int:
     config = cfg.load(args.config)
     ev = config["evaluation"]
     torch.manual_seed(args.seed)
-    model, tokenizer = load_model(args.model_path)
+    if ev.get("engine", "transformers") == "vllm":
+        from ilr.vllm_engine import VLLMEngine
+
+        engine = VLLMEngine(args.model_path, ev, args.seed)
+        sampler, tokenizer = engine.sample, engine.tokenizer
+    else:
+        model, tokenizer = load_model(args.model_path)
+        sampler = transformers_sampler(model, tokenizer)
     prompt_set = load_prompts(config["prompts"])
     checkpoint_hash = sha256_tree(args.model_path) if Path(args.model_path).exists() else args.model_path
     for bench in args.benchmarks:
         data_file = Path(args.data_dir) / "bench" / f"{bench}.jsonl"
         records = read_jsonl(data_file)
         t0 = time.time()
-        graded = answer_and_grade(model, tokenizer, prompt_set, records, ev["samples"], ev["temperature"],
+        graded = answer_and_grade(sampler, tokenizer, prompt_set, records, ev["samples"], ev["temperature"],
                                   ev["max_new_tokens"], progress=True)
         per_q = per_question_accuracy(graded)
         lo, hi = bootstrap_ci(list(per_q.values()), ev["bootstrap"], seed=args.seed)
