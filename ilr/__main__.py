@@ -18,6 +18,7 @@ STAGES = {
     "difficulty": ("ilr.difficulty", "D_q for every training question of a group"),
     "train": ("ilr.train", "train one method on one group (or one model) and seed"),
     "evaluate": ("ilr.evaluate", "solo evaluation of one model on benchmarks"),
+    "multi-agent": ("ilr.multi_agent", "Single vs Debate vs Idea3 inference for a group of models"),
     "tables": ("ilr.report.tables", "tables and figures from the evaluation outputs"),
     "grade": ("ilr.grade", "grade model outputs: IN.jsonl -> OUT.jsonl"),
 }

@@ -1,0 +1,82 @@
+"""Multi-agent inference (the paper's analysis): Single vs Debate vs Idea3 for a pair of models.
+
+- Single: each model alone (the solo prompt).
+- Debate (choice): two rounds; each model answers, then reads the others' answers and revises
+  (`debate_revise` template); each model's last answer is scored.
+- Idea3: Sharing, Analysis, Fusion at inference (mode `multi_agent.mode`, (choice) cooperation);
+  each model's Fusion answer is scored.
+Greedy decoding (evaluation settings). Output: one JSON per (pair, benchmark) with each setting's
+accuracy and 95% CI per model, and the per-question records.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ilr.io import read_jsonl, write_json
+
+
+def debate(members: dict, prompt_set, records: list[dict], max_new_tokens: int) -> dict[str, list[str]]:
+    from ilr.generation import complete
+    from ilr.prompts import as_model_input
+
+    def run(name: str, texts: list[str]) -> list[str]:
+        model, tok = members[name]
+        return complete(model, tok, [as_model_input(tok, t) for t in texts], max_new_tokens=max_new_tokens)
+
+    first = {n: run(n, [prompt_set.solve(r) for r in records]) for n in members}
+    return {n: run(n, [prompt_set.debate_revise(r, first[n][q], [first[o][q] for o in members if o != n])
+                       for q, r in enumerate(records)])
+            for n in members}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", required=True)
+    p.add_argument("--models", nargs="+", required=True, help="model names of config `models:`")
+    p.add_argument("--model-paths", nargs="+", help="checkpoints (default: the base models' paths)")
+    p.add_argument("--benchmark", required=True)
+    p.add_argument("--data-dir", required=True)
+    p.add_argument("--out", required=True)
+
+
+def main(args: argparse.Namespace) -> int:
+    import torch
+
+    from ilr import config as cfg
+    from ilr.evaluate import bootstrap_ci
+    from ilr.generation import complete, load_model
+    from ilr.grading import grade_many
+    from ilr.idea3 import run_idea3
+    from ilr.prompts import as_model_input, load as load_prompts
+
+    config = cfg.load(args.config)
+    ev, mode = config["evaluation"], config.get("multi_agent", {}).get("mode", "cooperation")
+    paths = args.model_paths or [config["models"][n]["path"] for n in args.models]
+    members = {n: load_model(p) for n, p in zip(args.models, paths)}
+    prompt_set = load_prompts(config["prompts"])
+    records = read_jsonl(Path(args.data_dir) / "bench" / f"{args.benchmark}.jsonl")
+    torch.manual_seed(0)
+
+    answers = {"single": {n: complete(m, t, [as_model_input(t, prompt_set.solve(r)) for r in records],
+                                      max_new_tokens=ev["max_new_tokens"]) for n, (m, t) in members.items()},
+               "debate": debate(members, prompt_set, records, ev["max_new_tokens"])}
+    idea3 = run_idea3(members, prompt_set, records, [mode] * len(records), 1, 0.0, ev["max_new_tokens"])
+    answers["idea3"] = {n: [o.fusion[0].text for o in outs] for n, outs in idea3.items()}
+
+    result = {"benchmark": args.benchmark, "models": args.models, "checkpoints": paths, "idea3_mode": mode,
+              "protocol": "multi-agent inference: the scored answer is the model's own last answer",
+              "settings": {}}
+    for setting, per_model in answers.items():
+        result["settings"][setting] = {}
+        for n, texts in per_model.items():
+            grades = grade_many(records, texts)
+            correct = [float(g.correct) for g in grades]
+            lo, hi = bootstrap_ci(correct, ev["bootstrap"], seed=0)
+            result["settings"][setting][n] = {
+                "accuracy": sum(correct) / len(correct), "n": len(correct), "ci_low": lo, "ci_high": hi,
+                "records": [{"id": r["id"], "completion": t, "extracted": g.extracted, "correct": g.correct}
+                            for r, t, g in zip(records, texts, grades)]}
+            print(f"{setting:7s} {n}: {sum(correct) / len(correct):.3f}")
+    write_json(args.out, result)
+    return 0
