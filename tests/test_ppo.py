@@ -1,0 +1,152 @@
+"""The `ppo` baseline: GAE, the clipped losses (hand-computed), a tiny run, and kill-and-resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from ilr.train import ppo
+
+# ----------------------------------------------------------------------------- the maths
+
+
+def test_token_rewards_and_gae_against_hand_values():
+    # One sequence of 3 completion tokens (+1 pad), score 1, beta 0.1.
+    logp = torch.tensor([[-1.0, -2.0, -0.5, 0.0]])
+    ref = torch.tensor([[-1.5, -1.0, -0.5, 0.0]])
+    mask = torch.tensor([[1.0, 1.0, 1.0, 0.0]])
+    rewards, kl = ppo.token_rewards(torch.tensor([1.0]), logp, ref, mask, beta=0.1)
+    # kl = [0.5, -1.0, 0.0]; rewards = -0.1 kl, + 1 on the last token
+    assert torch.allclose(kl, torch.tensor([[0.5, -1.0, 0.0, 0.0]]))
+    assert torch.allclose(rewards, torch.tensor([[-0.05, 0.1, 1.0, 0.0]]))
+
+    values = torch.tensor([[0.2, 0.4, 0.6, 9.9]])   # the pad's value must be ignored
+    adv, ret = ppo.gae(rewards, values, mask, gamma=1.0, lam=0.95)
+    # deltas: d2 = 1.0 + 0 - 0.6 = 0.4 ; d1 = 0.1 + 0.6 - 0.4 = 0.3 ; d0 = -0.05 + 0.4 - 0.2 = 0.15
+    a2 = 0.4
+    a1 = 0.3 + 0.95 * a2          # 0.68
+    a0 = 0.15 + 0.95 * a1         # 0.796
+    assert torch.allclose(adv, torch.tensor([[a0, a1, a2, 0.0]]), atol=1e-6)
+    assert torch.allclose(ret, torch.tensor([[a0 + 0.2, a1 + 0.4, a2 + 0.6, 0.0]]), atol=1e-6)
+
+    # gamma < 1 changes the bootstrap: d1 = 0.1 + 0.5 * 0.6 - 0.4 = 0.0, a1 = 0 + 0.5*0.5*0.4
+    adv, _ = ppo.gae(rewards, values, mask, gamma=0.5, lam=0.5)
+    assert torch.allclose(adv[0, 1], torch.tensor(0.1), atol=1e-6)
+
+    # Whitening: zero mean, unit (unbiased) std over the masked tokens; the pad stays 0.
+    w = ppo.masked_whiten(adv, mask)
+    assert abs(w[0, :3].mean().item()) < 1e-6 and abs(w[0, :3].std().item() - 1) < 1e-4 and w[0, 3] == 0
+
+
+def test_clipped_policy_and_value_losses_against_hand_values():
+    old = torch.zeros(1, 4)
+    new = torch.log(torch.tensor([[1.5, 0.5, 1.1, 2.0]]))   # ratios 1.5, 0.5, 1.1, 2.0 (last is a pad)
+    adv = torch.tensor([[1.0, 1.0, -2.0, 5.0]])
+    mask = torch.tensor([[1.0, 1.0, 1.0, 0.0]])
+    # eps 0.2: token0 max(-1.5, -1.2) = -1.2 (clipped); token1 max(-0.5, -0.8) = -0.5;
+    # token2 max(2.2, 2.2) = 2.2  -> mean (-1.2 - 0.5 + 2.2) / 3
+    loss = ppo.policy_loss(new, old, adv, mask, epsilon=0.2)
+    assert loss.item() == pytest.approx((-1.2 - 0.5 + 2.2) / 3, abs=1e-6)
+
+    v = torch.tensor([[1.0, 0.0, 0.5, 7.0]])
+    v_old = torch.tensor([[0.5, 0.5, 0.5, 0.0]])
+    ret = torch.tensor([[0.0, 1.0, 1.0, 0.0]])
+    # clip 0.2: token0 clipped 0.7 -> max(1.0, 0.49) = 1.0 ; token1 clipped 0.3 -> max(1.0, 0.49) = 1.0 ;
+    # token2 unclipped 0.25 ; 0.5 * mean(1.0, 1.0, 0.25)
+    assert ppo.value_loss(v, v_old, ret, mask, clip=0.2).item() == pytest.approx(0.5 * 2.25 / 3, abs=1e-6)
+    # A case where the clipped term wins: V moved toward the return beyond the clip range.
+    v2 = torch.tensor([[0.1, 0.0, 0.0, 0.0]])
+    v2_old = torch.tensor([[1.0, 0.0, 0.0, 0.0]])
+    r2 = torch.tensor([[0.0, 0.0, 0.0, 0.0]])
+    m2 = torch.tensor([[1.0, 0.0, 0.0, 0.0]])
+    # unclipped (0.1)^2 = 0.01 ; clipped V = 0.8 -> 0.64 ; 0.5 * 0.64
+    assert ppo.value_loss(v2, v2_old, r2, m2, clip=0.2).item() == pytest.approx(0.32, abs=1e-6)
+
+
+# ----------------------------------------------------------------------------- a tiny run
+
+CHARS = list("0123456789+-*=()?:. \nQAabcdefghijklmnopqrstuvwxyz\\{}")
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    d = tmp_path_factory.mktemp("tiny-llama")
+    vocab = {t: i for i, t in enumerate(["<pad>", "<eos>", "<unk>"] + CHARS)}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+    tok.decoder = decoders.Fuse()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>")
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=128,
+                      pad_token_id=0, eos_token_id=1, bos_token_id=1)
+    LlamaForCausalLM(cfg).save_pretrained(d)
+    fast.save_pretrained(d)
+    return d
+
+
+@pytest.fixture(scope="module")
+def train_file(tmp_path_factory):
+    p = tmp_path_factory.mktemp("data") / "train.jsonl"
+    rows = [{"id": f"q{i}", "question": f"{i}+{i}=?", "answer": str(2 * i), "kind": "math",
+             "benchmark": "tiny_arith", "tests": [], "options": [], "metadata": {}} for i in range(6)]
+    p.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return p
+
+
+def _config(model_dir, steps=4, save_steps=2):
+    return {
+        "prompts": "tiny",
+        "models": {"tiny": {"path": str(model_dir)}},
+        "training": {"steps": steps, "questions_per_step": 2, "num_generations": 2, "learning_rate": 1e-3,
+                     "beta": 0.05, "epsilon": 0.2, "temperature": 1.0, "max_new_tokens": 6,
+                     "save_steps": save_steps},
+        "methods": {"ppo": {"trainer": "ppo", "vf_coef": 0.5, "gae_lambda": 0.95, "gae_gamma": 1.0,
+                            "micro_batch_size": 3}},
+    }
+
+
+def _reward(record, completion):   # has variance on a random tiny model; independent of ilr.grading
+    return 1.0 if any(c.isdigit() for c in completion) else 0.0
+
+
+def _weights(path):
+    from safetensors.torch import load_file
+    return load_file(str(path / "model.safetensors"))
+
+
+def test_tiny_run_writes_final_and_metrics(tiny_model, train_file, tmp_path):
+    ppo.train_ppo(_config(tiny_model, steps=3, save_steps=2), "ppo", "tiny", 0, str(train_file), str(tmp_path),
+                  reward_fn=_reward)
+    run = tmp_path / "tiny"
+    assert (run / "final" / "model.safetensors").is_file() and (run / "final" / "tokenizer.json").is_file()
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    for r in rows:
+        for k in ("reward_mean", "kl", "value_loss", "policy_loss", "completion_length"):
+            assert isinstance(r[k], float), (k, r)
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["checkpoint-2", "checkpoint-3"]
+    # The actor moved away from the base model.
+    base, final = _weights(tiny_model), _weights(run / "final")
+    assert any(not torch.equal(base[k], final[k]) for k in base)
+
+
+def test_kill_and_resume_gives_identical_weights(tiny_model, train_file, tmp_path):
+    cfg = _config(tiny_model, steps=4, save_steps=2)
+    ppo.train_ppo(cfg, "ppo", "tiny", 0, str(train_file), str(tmp_path / "a"), reward_fn=_reward)
+    # "Killed" after step 3: checkpoint-2 exists, step 3's metrics row was written but not checkpointed.
+    ppo.train_ppo(cfg, "ppo", "tiny", 0, str(train_file), str(tmp_path / "b"), reward_fn=_reward, stop_after=3)
+    b = tmp_path / "b" / "tiny"
+    assert not (b / "final").exists() and (b / "checkpoints" / "checkpoint-2").is_dir()
+    ppo.train_ppo(cfg, "ppo", "tiny", 0, str(train_file), str(tmp_path / "b"), reward_fn=_reward)
+    wa, wb = _weights(tmp_path / "a" / "tiny" / "final"), _weights(b / "final")
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    ma = (tmp_path / "a" / "tiny" / "metrics.jsonl").read_text().splitlines()
+    mb = (b / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["step"] for x in mb] == [1, 2, 3, 4]
+    assert [json.loads(x)["reward_mean"] for x in ma] == [json.loads(x)["reward_mean"] for x in mb]
