@@ -99,12 +99,12 @@ def train_file(tmp_path_factory):
     return p
 
 
-def _config(model_dir, steps=4, save_steps=2):
+def _config(model_dir, steps=4, save_steps=2, beta=0.05):
     return {
         "prompts": "tiny",
         "models": {"tiny": {"path": str(model_dir)}},
         "training": {"steps": steps, "questions_per_step": 2, "num_generations": 2, "learning_rate": 1e-3,
-                     "beta": 0.05, "epsilon": 0.2, "temperature": 1.0, "max_new_tokens": 6,
+                     "beta": beta, "epsilon": 0.2, "temperature": 1.0, "max_new_tokens": 6,
                      "save_steps": save_steps},
         "methods": {"ppo": {"trainer": "ppo", "vf_coef": 0.5, "gae_lambda": 0.95, "gae_gamma": 1.0,
                             "micro_batch_size": 3}},
@@ -121,15 +121,17 @@ def _weights(path):
 
 
 def test_tiny_run_writes_final_and_metrics(tiny_model, train_file, tmp_path):
-    ppo.train_ppo(_config(tiny_model, steps=3, save_steps=2), "ppo", "tiny", 0, str(train_file), str(tmp_path),
+    # beta 0: no reference model is loaded and the KL column is null (the resume test covers beta > 0).
+    ppo.train_ppo(_config(tiny_model, steps=3, save_steps=2, beta=0.0), "ppo", "tiny", 0, str(train_file), str(tmp_path),
                   reward_fn=_reward)
     run = tmp_path / "tiny"
     assert (run / "final" / "model.safetensors").is_file() and (run / "final" / "tokenizer.json").is_file()
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3]
     for r in rows:
-        for k in ("reward_mean", "kl", "value_loss", "policy_loss", "completion_length"):
+        for k in ("reward_mean", "value_loss", "policy_loss", "completion_length"):
             assert isinstance(r[k], float), (k, r)
+        assert r["kl"] is None
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["checkpoint-2", "checkpoint-3"]
     # The actor moved away from the base model.
     base, final = _weights(tiny_model), _weights(run / "final")
@@ -149,4 +151,5 @@ def test_kill_and_resume_gives_identical_weights(tiny_model, train_file, tmp_pat
     ma = (tmp_path / "a" / "tiny" / "metrics.jsonl").read_text().splitlines()
     mb = (b / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(x)["step"] for x in mb] == [1, 2, 3, 4]
+    assert all(isinstance(json.loads(x)["kl"], float) for x in mb)
     assert [json.loads(x)["reward_mean"] for x in ma] == [json.loads(x)["reward_mean"] for x in mb]

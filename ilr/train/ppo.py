@@ -232,6 +232,7 @@ def train_ppo(config: dict, method: str, model_name: str, seed: int, train_path:
     the rule-based reward; `stop_after` ends the run after that step (tests: simulate a kill)."""
     from tqdm import tqdm
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, get_scheduler
+    from transformers.utils import logging as hf_logging
     from trl.trainer.utils import disable_dropout_in_model, entropy_from_logits, selective_log_softmax
 
     from ilr.generation import load_model, sample
@@ -258,8 +259,13 @@ def train_ppo(config: dict, method: str, model_name: str, seed: int, train_path:
     src_actor = resume / "actor" if resume else base
     actor, tokenizer = load_model(src_actor, dtype=dtype)
     torch.manual_seed(stable_seed(seed, "critic-init"))   # the value head's random init
-    critic = AutoModelForSequenceClassification.from_pretrained(
-        str(resume / "critic" if resume else base), num_labels=1, dtype=dtype or "auto")
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()   # the expected "lm_head unexpected, score missing" load report
+    try:
+        critic = AutoModelForSequenceClassification.from_pretrained(
+            str(resume / "critic" if resume else base), num_labels=1, dtype=dtype or "auto")
+    finally:
+        hf_logging.set_verbosity(verbosity)
     critic.config.pad_token_id = tokenizer.pad_token_id
     ref = None
     if beta != 0.0:
