@@ -32,7 +32,10 @@ change the maths), generation_batch_size, save_total_limit, dtype.
 
 Outputs under `<out_dir>/<model>/`: `final/` (actor + tokenizer, written atomically),
 `checkpoints/checkpoint-N/` (actor, critic, optimizer, scheduler, RNG, `trainer_state.json`) every
-`save_steps`, and `metrics.jsonl` (one row per step). A run restarts from its latest checkpoint; since
+`save_steps`, and `metrics.jsonl` (one row per step: reward_mean/std, kl = mean over sequences of the
+summed per-token log pi - log pi_ref on the sampled tokens (an unbiased estimate that can be negative;
+null when beta == 0, as no reference model is loaded then), policy_loss, value_loss, clip fractions,
+entropy, value/return means, completion_length, truncated_fraction, grad norms, learning_rate). A run restarts from its latest checkpoint; since
 torch is seeded with `stable_seed(seed, step)` before each step's sampling, a killed and restarted run
 ends with the same weights as an uninterrupted one (on CPU).
 """
