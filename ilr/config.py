@@ -448,8 +448,10 @@ def stage_hash(config: dict, stage: str, **ids) -> str:
 def resources(config: dict, rule: str, sizes: list[str] | None = None) -> dict:
     """Resources of one job of `rule`: default < sizes.<size> < rules.<rule> < rules.<rule>.sizes.<size>.
 
-    For a job over several models (train_group, difficulty), each model's resources are resolved and
-    combined: gpus, mem_mb and cpus add up, runtime is the maximum, strings come from the first model.
+    For a job over several models, each model's resources are resolved and combined. train_group holds
+    every model of the group at once: gpus, mem_mb and cpus add up, runtime is the maximum. Other
+    rules (difficulty) load one model after another: the maximum of each. Strings come from the first
+    model. An explicit `rules.<rule>` value is the job's total.
     """
     res = config.get("resources", {})
     rule_res = res.get("rules", {}).get(rule, {})
@@ -471,9 +473,9 @@ def resources(config: dict, rule: str, sizes: list[str] | None = None) -> dict:
     out: dict = {}
     for r in parts:
         for k, v in r.items():
-            if k in ("gpus", "mem_mb", "cpus"):
+            if k in ("gpus", "mem_mb", "cpus") and rule == "train_group":
                 out[k] = out.get(k, 0) + v
-            elif k == "runtime":
+            elif k in ("gpus", "mem_mb", "cpus", "runtime"):
                 out[k] = max(out.get(k, 0), v)
             else:
                 out.setdefault(k, v)

@@ -1,0 +1,45 @@
+# gamma_i per model (accuracy on the validation set) and D_q per group (METHOD.md sections 1-2).
+
+
+rule ability:
+    input:
+        code("ability"),
+        model=lambda wc: model_input(wc.model),
+        val=ancient(VAL),
+    output:
+        ability_file("{model}"),
+    wildcard_constraints:
+        model=alt(MODELS),
+    params:
+        spec=lambda wc: spec("ability", model=wc.model),
+        cfg=EFFECTIVE,
+    log:
+        f"{LOGS}/ability/{{model}}.log",
+    threads: job_threads("ability", lambda wc: sizes(wc.model))
+    resources:
+        **job_resources("ability", lambda wc: sizes(wc.model)),
+    shell:
+        "{ILR} ability --config {params.cfg} --model {wildcards.model} --val {input.val} --out {output} > {log} 2>&1"
+
+
+rule difficulty:
+    input:
+        code("difficulty"),
+        models=lambda wc: [p for m in config["groups"][wc.group] for p in model_input(m)],
+        train=ancient(TRAIN),
+    output:
+        table=difficulty_file("{group}"),
+        figure=difficulty_figure("{group}"),
+    wildcard_constraints:
+        group=alt(config["groups"]),
+    params:
+        spec=lambda wc: spec("difficulty", group=wc.group),
+        cfg=EFFECTIVE,
+    log:
+        f"{LOGS}/difficulty/{{group}}.log",
+    threads: job_threads("difficulty", lambda wc: sizes(*config["groups"][wc.group]))
+    resources:
+        **job_resources("difficulty", lambda wc: sizes(*config["groups"][wc.group])),
+    shell:
+        "{ILR} difficulty --config {params.cfg} --group {wildcards.group} --train {input.train}"
+        " --out {output.table} --figure {output.figure} > {log} 2>&1"

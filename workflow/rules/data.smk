@@ -1,0 +1,47 @@
+# Data preparation (one job: training/validation records and every benchmark) and the tiny base models.
+
+
+def _local_data_files():
+    specs = [config["data"]["train"]] + list(config["benchmarks"].values())
+    return sorted({s["path"] for s in specs if "path" in s and os.path.exists(s["path"])})
+
+
+rule prepare_data:
+    input:
+        code("prepare_data"),
+        _local_data_files(),
+    output:
+        TRAIN,
+        VAL,
+        [bench_file(b) for b in config["benchmarks"]],
+    params:
+        spec=spec("prepare_data"),
+        cfg=EFFECTIVE,
+    log:
+        f"{LOGS}/prepare_data.log",
+    threads: job_threads("prepare_data")
+    resources:
+        **job_resources("prepare_data"),
+    shell:
+        "{ILR} prepare-data --config {params.cfg} --out-dir {DATA} > {log} 2>&1"
+
+
+# Models with a `build:` entry (the tiny default) are built into models.<name>.path; hub ids have no rule.
+rule build_model:
+    input:
+        code("build_model"),
+    output:
+        directory("{path}"),
+    wildcard_constraints:
+        path=alt(BUILT_BY_PATH),
+    params:
+        model=lambda wc: BUILT_BY_PATH[wc.path],
+        spec=lambda wc: spec("build_model", model=BUILT_BY_PATH[wc.path]),
+        cfg=EFFECTIVE,
+    log:
+        f"{LOGS}/build_model/{{path}}.log",
+    threads: job_threads("build_model", lambda wc: sizes(BUILT_BY_PATH[wc.path]))
+    resources:
+        **job_resources("build_model", lambda wc: sizes(BUILT_BY_PATH[wc.path])),
+    shell:
+        "{ILR} build-model --config {params.cfg} --model {params.model} --out {output} > {log} 2>&1"

@@ -1,0 +1,77 @@
+# Training. grpo/ppo: one job per (method, model, seed). ILR family: one job per (run, group, seed) that
+# trains every model of the group together and leaves each one's final checkpoint; one rule per group
+# (train_group_<group>) because the set of outputs depends on the group's members.
+
+
+def _train_shell(extra=""):
+    return (
+        "{ILR} train --config {params.cfg} --method {wildcards.method} --group {params.group}"
+        " --seed {wildcards.seed} --train {input.train}" + extra +
+        " --out-dir {params.out_dir} > {log} 2>&1"
+    )
+
+
+rule train_single:
+    input:
+        code("train"),
+        model=lambda wc: model_input(wc.model),
+        train=ancient(TRAIN),
+    output:
+        directory(final_dir("{method}", "{model}", "{seed}", "{model}")),
+    wildcard_constraints:
+        method=alt(SINGLE_RUNS),
+        model=alt(MODELS),
+        seed=r"\d+",
+    params:
+        group=lambda wc: wc.model,
+        out_dir=lambda wc: run_dir(wc.method, wc.model, wc.seed),
+        spec=lambda wc: spec("train", method=wc.method, group=wc.model, seed=wc.seed),
+        cfg=EFFECTIVE,
+    log:
+        f"{LOGS}/train/{{method}}/{{model}}/seed{{seed}}.log",
+    threads: job_threads("train_single", lambda wc: sizes(wc.model))
+    resources:
+        **job_resources("train_single", lambda wc: sizes(wc.model)),
+    shell:
+        _train_shell()
+
+
+def _group_runs(group):
+    return sorted({m for m, g, s in TRAIN_JOBS if g == group and ilrcfg.is_group_run(config, m)})
+
+
+def _difficulty_input(group):
+    return lambda wc: [difficulty_file(group)] if needs_difficulty(wc.method) else []
+
+
+for _group, _members in config["groups"].items():
+    if not _group_runs(_group):
+        continue
+
+    rule:
+        name:
+            "train_group_" + re.sub(r"\W", "_", _group)
+        input:
+            code("train"),
+            models=[p for m in _members for p in model_input(m)],
+            train=ancient(TRAIN),
+            ability=[ability_file(m) for m in _members],
+            difficulty=_difficulty_input(_group),
+        output:
+            [directory(final_dir("{method}", _group, "{seed}", m)) for m in _members],
+        wildcard_constraints:
+            method=alt(_group_runs(_group)),
+            seed=r"\d+",
+        params:
+            group=_group,
+            out_dir=lambda wc, g=_group: run_dir(wc.method, g, wc.seed),
+            difficulty=lambda wc, input: f" --difficulty {input.difficulty}" if input.difficulty else "",
+            spec=lambda wc, g=_group: spec("train", method=wc.method, group=g, seed=wc.seed),
+            cfg=EFFECTIVE,
+        log:
+            f"{LOGS}/train/{{method}}/{_group}/seed{{seed}}.log",
+        threads: job_threads("train_group", lambda wc, ms=_members: sizes(*ms))
+        resources:
+            **job_resources("train_group", lambda wc, ms=_members: sizes(*ms)),
+        shell:
+            _train_shell(" --ability {input.ability}{params.difficulty}")
