@@ -190,6 +190,13 @@ def check(config: dict, source: str = "<config>") -> None:
                     fail(f"{key}[{i}]", f"unknown benchmark {b!r} (benchmarks: {', '.join(benches)})")
 
     tables = config["tables"]
+    for tname, t in tables.items():
+        cols = column_names(t["benchmarks"])
+        if len(set(cols)) != len(cols):
+            fail(f"tables.{tname}.benchmarks", f"two columns share a name: {cols}")
+        for i, c in enumerate(t.get("average", [])):
+            if c not in cols:
+                fail(f"tables.{tname}.average[{i}]", f"{c!r} is not a column of tables.{tname}.benchmarks {cols}")
     main = tables["main"]
     check_columns("tables.main.benchmarks", main["benchmarks"])
     for i, mname in enumerate(main.get("methods", [])):
@@ -292,6 +299,11 @@ def is_group_run(config: dict, run: str) -> bool:
 
 # --------------------------------------------------------------------------------------------------
 # what the tables need
+
+
+def column_names(cols: list) -> list[str]:
+    """Column headers of a table: a benchmark's name, or a merged column's `name`."""
+    return [c if isinstance(c, str) else c["name"] for c in cols]
 
 
 def column_benchmarks(cols: list) -> list[str]:

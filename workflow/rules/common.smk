@@ -10,6 +10,12 @@ import sys
 import yaml
 
 REPO = workflow.basedir
+
+
+def _rel_or_abs(p):
+    r = os.path.relpath(p)
+    return p if r.startswith("..") else r
+
 sys.path.insert(0, REPO)
 # `python -m ilr` must find the package whatever the working directory (--directory, tests)
 os.environ["PYTHONPATH"] = REPO + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else "")
@@ -17,9 +23,25 @@ os.environ["PYTHONPATH"] = REPO + (os.pathsep + os.environ["PYTHONPATH"] if os.e
 from ilr import config as ilrcfg  # noqa: E402
 from ilr.io import sha256_json, write_text  # noqa: E402
 
+# ---- `--configfile X` REPLACES config/config.yaml. (Snakemake 9 deep-merges a command-line config file
+# into the `configfile:` one, which would mix the tiny models and benchmarks into the paper study.)
+# `--config key=value` overrides still apply on top.
+if workflow.config_settings.configfiles:
+    from snakemake.common.configfile import load_configfile
+    from snakemake.utils import update_config
+
+    config.clear()
+    for _f in workflow.config_settings.configfiles:
+        update_config(config, load_configfile(_f))
+    if workflow.config_settings.config:
+        update_config(config, dict(workflow.config_settings.config))
+    _CONFIG_FILES = [str(f) for f in workflow.config_settings.configfiles]
+else:
+    _CONFIG_FILES = [str(f) for f in workflow.configfiles]
+
 # ---- validation, before any job: our schema + semantic checks (clear key paths), then Snakemake's own
-_SOURCE = ", ".join(str(f) for f in workflow.configfiles) or "config"
-if workflow.config_settings.overwrite_config:
+_SOURCE = ", ".join(_rel_or_abs(f) for f in _CONFIG_FILES) or "config"
+if workflow.config_settings.config:
     _SOURCE += " (with --config overrides)"
 ilrcfg.validate(config, source=_SOURCE)
 from snakemake.utils import validate  # noqa: E402
