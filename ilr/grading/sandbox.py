@@ -157,7 +157,7 @@ def run_python(code: str, limits: Limits | None = None, stdin: str | None = None
         }
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-I", "-S", "-B", str(WRAPPER), json.dumps(cfg)],
+                [sys.executable, "-I", "-S", "-B", str(WRAPPER), repr(cfg)],
                 stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=(status_w,),
                 env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}, cwd=workdir, close_fds=True)
@@ -202,8 +202,8 @@ def run_python(code: str, limits: Limits | None = None, stdin: str | None = None
                 break
             if final is not None and status_r not in open_fds:
                 # the wrapper is done; pipes may still be held by stray descendants: take what is there
-                r, _, _ = select.select([fd for fd in open_fds if fd != status_r], [], [], 0.05)
-                if not r:
+                rest = [fd for fd in open_fds if fd != status_r]
+                if not rest or not select.select(rest, [], [], 0.05)[0]:
                     break
         _kill_group(child_pid)
         try:
@@ -235,10 +235,11 @@ def run_python(code: str, limits: Limits | None = None, stdin: str | None = None
 
 
 def check_program(program: str, tests: list[str], setup: str = "", limits: Limits | None = None) -> SandboxResult:
-    """Run `setup`, the program, then the assert lines; ok only if every test passes and the run reaches
+    """Run the program, `setup`, then the assert lines; ok only if every test passes and the run reaches
     its end (a random marker printed after the last test guards against an early `exit(0)`)."""
     marker = "ILR-TESTS-PASSED-" + uuid.uuid4().hex
-    code = "\n".join([setup or "", program, "", *tests, "", f"print({marker!r})", ""])
+    # the setup goes after the program: MBPP's one setup (task 367) builds trees with the program's class
+    code = "\n".join([program, "", setup or "", *tests, "", f"print({marker!r})", ""])
     res = run_python(code, limits)
     if res.ok and marker not in res.stdout.splitlines()[-1:]:
         res.ok = False
