@@ -5,7 +5,10 @@
 # ability.smk (ability, difficulty), train.smk (train_single, train_group_<group>), eval.smk (evaluate or
 # evaluate_model*), report.smk (tables). Every job runs `python -m ilr <stage>` (CONTRACT.md).
 
-configfile: "config/config.yaml"
+# the tiny default, unless `--configfile` names another study (which then replaces it: common.smk)
+if not workflow.config_settings.configfiles:
+
+    configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"
