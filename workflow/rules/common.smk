@@ -165,7 +165,7 @@ STAGE_CODE = {
     "build_model": ["ilr/tiny/*.py"],
     "ability": ["ilr/ability.py", "ilr/evaluate.py"] + _COMMON_GEN,
     "difficulty": ["ilr/difficulty.py"] + _COMMON_GEN,
-    "train": ["ilr/train/*.py", "ilr/interaction.py", "ilr/calibration.py"] + _COMMON_GEN,
+    "train": ["ilr/train/*.py", "ilr/idea3.py", "ilr/interaction.py", "ilr/calibration.py"] + _COMMON_GEN,
     "evaluate": ["ilr/evaluate.py", "ilr/vllm_engine.py"] + _COMMON_GEN,
     "tables": ["ilr/report/*.py"],
 }
