@@ -3,8 +3,17 @@
 # (train_group_<group>) because the set of outputs depends on the group's members.
 
 
+# A run directory keeps its checkpoints across a failed attempt (Slurm retries resume from them), but a
+# run whose config slice changed must not resume from the old run's checkpoints: the run directory
+# remembers the slice's hash in `.spec` and is emptied when it differs.
+_FRESH_IF_CHANGED = (
+    'd={params.out_dir}; if [ -f "$d/.spec" ] && [ "$(cat "$d/.spec")" != "{params.spec}" ]; then rm -rf "$d"; fi; '
+    'mkdir -p "$d" && echo "{params.spec}" > "$d/.spec"; '
+)
+
+
 def _train_shell(extra=""):
-    return (
+    return _FRESH_IF_CHANGED + (
         "{ILR} train --config {params.cfg} --method {wildcards.method} --group {params.group}"
         " --seed {wildcards.seed} --train {input.train}" + extra +
         " --out-dir {params.out_dir} > {log} 2>&1"
