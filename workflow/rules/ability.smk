@@ -19,7 +19,7 @@ rule ability:
     resources:
         **job_resources("ability", lambda wc: sizes(wc.model)),
     shell:
-        "{ILR} ability --config {params.cfg} --model {wildcards.model} --val {input.val} --out {output} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} {ILR} ability --config {params.cfg} --model {wildcards.model} --val {input.val} --out {output} > {log} 2>&1"
 
 
 rule difficulty:
@@ -41,5 +41,5 @@ rule difficulty:
     resources:
         **job_resources("difficulty", lambda wc: sizes(*config["groups"][wc.group])),
     shell:
-        "{ILR} difficulty --config {params.cfg} --group {wildcards.group} --train {input.train}"
+        "OMP_NUM_THREADS={threads} {ILR} difficulty --config {params.cfg} --group {wildcards.group} --train {input.train}"
         " --out {output.table} --figure {output.figure} > {log} 2>&1"

@@ -23,7 +23,7 @@ rule prepare_data:
     resources:
         **job_resources("prepare_data"),
     shell:
-        "{ILR} prepare-data --config {params.cfg} --out-dir {DATA} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} {ILR} prepare-data --config {params.cfg} --out-dir {DATA} > {log} 2>&1"
 
 
 # Models with a `build:` entry (the tiny default) are built into models.<name>.path; hub ids have no rule.
@@ -44,4 +44,4 @@ rule build_model:
     resources:
         **job_resources("build_model", lambda wc: sizes(BUILT_BY_PATH[wc.path])),
     shell:
-        "{ILR} build-model --config {params.cfg} --model {params.model} --out {output} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} {ILR} build-model --config {params.cfg} --model {params.model} --out {output} > {log} 2>&1"

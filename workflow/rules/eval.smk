@@ -39,7 +39,7 @@ def eval_spec(wc, benchmarks):
 
 def _eval_shell(benchmarks):
     return (
-        "{ILR} evaluate --config {params.cfg} --model-path {params.model_path} --benchmarks " + benchmarks +
+        "OMP_NUM_THREADS={threads} {ILR} evaluate --config {params.cfg} --model-path {params.model_path} --benchmarks " + benchmarks +
         " --data-dir {DATA} --out-dir {params.out_dir} --method {params.method} --group {params.group}"
         " --model {params.model} --seed {wildcards.seed} > {log} 2>&1"
     )

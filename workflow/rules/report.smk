@@ -16,5 +16,5 @@ rule tables:
     resources:
         **job_resources("tables"),
     shell:
-        "{ILR} tables --config {params.cfg} --eval-dir {R}/eval --out-dir {R}/tables"
+        "OMP_NUM_THREADS={threads} {ILR} tables --config {params.cfg} --eval-dir {R}/eval --out-dir {R}/tables"
         " --figures-dir {R}/figures > {log} 2>&1"

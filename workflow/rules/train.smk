@@ -14,7 +14,7 @@ _FRESH_IF_CHANGED = (
 
 def _train_shell(extra=""):
     return _FRESH_IF_CHANGED + (
-        "{ILR} train --config {params.cfg} --method {wildcards.method} --group {params.group}"
+        "OMP_NUM_THREADS={threads} {ILR} train --config {params.cfg} --method {wildcards.method} --group {params.group}"
         " --seed {wildcards.seed} --train {input.train}" + extra +
         " --out-dir {params.out_dir} > {log} 2>&1"
     )
