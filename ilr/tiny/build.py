@@ -1,7 +1,7 @@
 """`python -m ilr build-model --config CFG --model NAME --out DIR`: build one tiny base model.
 
 models[NAME].build = {arch: llama|qwen2, hidden, layers, heads, warmup_steps, seed} (optional:
-lr, batch_size, intermediate, context) gives a LlamaForCausalLM / Qwen2ForCausalLM with random
+lr (1e-2), batch_size (16), intermediate (2 * hidden), context (512), intermediate, context) gives a LlamaForCausalLM / Qwen2ForCausalLM with random
 init and the character tokenizer (ilr/tiny/tokenizer.py), then a short supervised warm-up on
 generated data, on CPU, one thread. The warm-up teaches every format the study asks of a model,
 rendered with the study's own prompt templates (config `prompts`):
@@ -40,9 +40,9 @@ from ilr.tiny.task import generate
 
 DATA_SEED_OFFSET = 1000003
 FORMATS = {  # format -> share of warm-up batches (interaction batches are half as many, longer, rows)
-    "solve_math": 0.60, "solve_code": 0.07, "solve_choice": 0.07,
-    "analysis_cooperation": 0.04, "analysis_competition": 0.04,
-    "fusion_cooperation": 0.06, "fusion_competition": 0.06, "debate_revise": 0.06,
+    "solve_math": 0.72, "solve_code": 0.05, "solve_choice": 0.05,
+    "analysis_cooperation": 0.03, "analysis_competition": 0.03,
+    "fusion_cooperation": 0.04, "fusion_competition": 0.04, "debate_revise": 0.04,
 }
 IDEA3_KINDS = {"math": 0.7, "code": 0.15, "choice": 0.15}   # question kinds seen in interaction formats
 KIND_SOURCE = {"math": "tiny_arith", "code": "tiny_code", "choice": "tiny_choice"}
@@ -184,11 +184,13 @@ def make_model(build: dict, tokenizer):
     arch = build["arch"]
     common = dict(
         vocab_size=len(tokenizer), hidden_size=int(build["hidden"]),
-        intermediate_size=int(build.get("intermediate", 3 * int(build["hidden"]))),
+        intermediate_size=int(build.get("intermediate", 2 * int(build["hidden"]))),
         num_hidden_layers=int(build["layers"]), num_attention_heads=int(build["heads"]),
         num_key_value_heads=int(build["heads"]), max_position_embeddings=int(build.get("context", 512)),
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True, use_cache=True)
+        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True, use_cache=True,
+        # Qwen2's default theta (1e6) leaves a tiny head almost no positional resolution
+        rope_parameters={"rope_type": "default", "rope_theta": float(build.get("rope_theta", 10000.0))})
     torch.manual_seed(int(build["seed"]))
     if arch == "llama":
         model = LlamaForCausalLM(LlamaConfig(**common))
@@ -263,7 +265,7 @@ def build_model(config: dict, name: str, out: str | Path, threads: int = 1, log=
     from ilr.prompts import load as load_prompts
     from ilr.tiny.tokenizer import build_tokenizer
 
-    t0 = time.time()
+    t0, c0 = time.time(), time.process_time()
     torch.set_num_threads(threads)
     entry = config["models"].get(name)
     if entry is None or "build" not in entry:
@@ -289,6 +291,7 @@ def build_model(config: dict, name: str, out: str | Path, threads: int = 1, log=
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     record["time_s"] = round(time.time() - t0, 2)
+    record["cpu_s"] = round(time.process_time() - c0, 2)   # this process's CPU time (one thread: the quiet-core time)
     (tmp / "build.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     if out.exists():
         old = out.parent / f".{out.name}.old-{os.getpid()}"

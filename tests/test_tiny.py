@@ -1,0 +1,101 @@
+"""The tiny world: generators, character tokenizer, build-model stage (ilr/tiny/)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+
+import pytest
+
+from ilr.tiny.task import SOURCES, generate
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_generate_deterministic_and_well_formed(source):
+    a = generate(source, 40, 5, min_steps=1, max_steps=3, max_operand=9)
+    assert a == generate(source, 40, 5, min_steps=1, max_steps=3, max_operand=9)
+    assert a != generate(source, 40, 6, min_steps=1, max_steps=3, max_operand=9)
+    assert len({r["id"] for r in a}) == 40
+    kind = {"tiny_arith": "math", "tiny_code": "code", "tiny_choice": "choice"}[source]
+    for r in a:
+        assert r["benchmark"] == source and r["kind"] == kind
+        assert isinstance(r["question"], str) and isinstance(r["answer"], str) and r["answer"]
+        assert 1 <= r["metadata"]["steps"] <= 3
+        sol = r["metadata"]["solution"]
+        if kind == "math":
+            assert sol.endswith(f"\\boxed{{{r['answer']}}}")
+        if kind == "choice":
+            assert len(r["options"]) == 4 and len(set(r["options"])) == 4
+            assert r["answer"] in "ABCD" and sol.endswith(f"\\boxed{{{r['answer']}}}")
+            assert r["options"]["ABCD".index(r["answer"])] == r["metadata"]["value"]
+        if kind == "code":
+            assert r["tests"] and r["test_setup"] == "" and sol.startswith("def f(x):")
+            for program in (sol, r["answer"]):   # the solution and the reference pass the tests
+                scope = {}
+                exec(program + "\n" + "\n".join(r["tests"]), scope)
+
+
+def test_difficulty_knob():
+    hard = generate("tiny_arith", 30, 1, min_steps=4, max_steps=5, max_operand=9)
+    assert all(r["metadata"]["steps"] in (4, 5) and r["metadata"]["solution"].count("=") == r["metadata"]["steps"]
+               for r in hard)
+    with pytest.raises(ValueError):
+        generate("tiny_arith", 1, 0, min_steps=3, max_steps=2)
+    with pytest.raises(ValueError):
+        generate("tiny_nope", 1, 0)
+
+
+def test_solutions_and_synthetic_peers_grade():
+    grading = pytest.importorskip("ilr.grading")
+    from ilr.tiny.build import noisy
+
+    rng = random.Random(0)
+    for source in SOURCES:
+        for r in generate(source, 15, 2):
+            assert grading.grade(r, r["metadata"]["solution"]).correct, r
+            assert not grading.grade(r, noisy(r, rng, p_wrong=1.0)).correct, r
+
+
+def test_tokenizer_round_trip(tmp_path):
+    from transformers import AutoTokenizer
+
+    from ilr.tiny.tokenizer import build_tokenizer
+
+    tok = build_tokenizer()
+    text = "Q: 3+4-2\nA: 3+4=7,7-2=5 \\boxed{5}\ndef f(x):\n return x+1 ~{}|"
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    assert len(ids) == len(text) and tok.decode(ids) == text
+    tok.save_pretrained(tmp_path)
+    again = AutoTokenizer.from_pretrained(tmp_path)
+    assert again(text, add_special_tokens=False)["input_ids"] == ids
+    assert again.decode(ids + [again.eos_token_id], skip_special_tokens=True) == text
+    assert again.padding_side == "left" and not getattr(again, "chat_template", None)
+    assert {again.pad_token, again.bos_token, again.eos_token, again.unk_token} == {"<pad>", "<bos>", "<eos>", "<unk>"}
+    assert again.decode(again("é", add_special_tokens=False)["input_ids"]) == "<unk>"
+
+
+def test_build_small_model(tmp_path, tiny_config):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ilr.tiny.build import build_model
+
+    cfg = copy.deepcopy(tiny_config)
+    cfg["models"] = {"t": {"path": str(tmp_path / "t"),
+                           "build": {"arch": "qwen2", "hidden": 16, "layers": 1, "heads": 2,
+                                     "warmup_steps": 40, "seed": 0, "batch_size": 8}}}
+    rec = build_model(cfg, "t", tmp_path / "t", log=lambda s: None)
+    out = tmp_path / "t"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp dir left
+    info = json.loads((out / "build.json").read_text())
+    assert info["model"] == "t" and info["time_s"] > 0
+    curve = info["loss_curve"]
+    assert curve[-1] < curve[0] - 0.5, curve
+    tok = AutoTokenizer.from_pretrained(out)
+    model = AutoModelForCausalLM.from_pretrained(out)
+    enc = tok(["Q: 1+2\nA:", "Q: 3+4-2\nA:"], add_special_tokens=False, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        gen = model.generate(**enc, max_new_tokens=5, do_sample=False, pad_token_id=tok.pad_token_id)
+    assert gen.shape[0] == 2
+    assert rec["n_params"] == sum(p.numel() for p in model.parameters())
