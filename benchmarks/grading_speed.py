@@ -21,6 +21,9 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 def timed(records, completions, workers):
     t = time.perf_counter()
     grades = grade_many(records, completions, workers=workers)
+    for r, g in zip(records, grades):
+        if not g.correct and r["kind"] == "code":
+            print(f"  {r['id']}: {g.reason}")
     return time.perf_counter() - t, sum(g.correct for g in grades)
 
 

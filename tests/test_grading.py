@@ -90,8 +90,8 @@ def rates():
 
 @needs_data
 @pytest.mark.parametrize("name,limit_shifted", [
-    ("gsm8k", 400), ("math500", None), ("minerva_math", None), ("aime24", None), ("mmlu_pro", None),
-    ("math_train", 300),
+    ("gsm8k", 200), ("math500", 300), ("minerva_math", 200), ("aime24", None), ("mmlu_pro", None),
+    ("math_train", 200),
 ])
 def test_worked_solutions_graded_right_and_wrong(rates, name, limit_shifted):
     from ilr.benchmarks import load_records
