@@ -108,6 +108,8 @@ else:
                 seed=r"\d+",
             params:
                 spec=lambda wc, bl=_bl: eval_spec(wc, bl),
+                # a value, not the loop variable: Snakemake runs `shell:` later, when `_bl` has moved on
+                benchmarks=" ".join(_bl),
                 **_eval_params,
             log:
                 f"{LOGS}/eval/{{run}}/seed{{seed}}.log",
@@ -115,4 +117,4 @@ else:
             resources:
                 **job_resources("evaluate", _eval_sizes),
             shell:
-                _eval_shell(" ".join(_bl))
+                _eval_shell("{params.benchmarks}")

@@ -1,0 +1,125 @@
+"""Shared fixtures: the real benchmark files, small random-init models, a study config in tmp."""
+
+from __future__ import annotations
+
+import copy
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"the real benchmark files are expected in {SHARED_DATA} (../shared/data beside the repo)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_config() -> dict:
+    return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+
+
+def make_random_model(path: Path, arch: str = "llama", hidden: int = 32, layers: int = 1, seed: int = 0) -> Path:
+    """A real transformers causal LM, random init, with the tiny char tokenizer, saved like a hub model."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+    from ilr.tiny.tokenizer import build_tokenizer
+
+    tok = build_tokenizer()
+    cls, cfg = (LlamaForCausalLM, LlamaConfig) if arch == "llama" else (Qwen2ForCausalLM, Qwen2Config)
+    torch.manual_seed(seed)
+    model = cls(cfg(vocab_size=len(tok), hidden_size=hidden, intermediate_size=2 * hidden,
+                    num_hidden_layers=layers, num_attention_heads=2, num_key_value_heads=2,
+                    max_position_embeddings=512, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+                    bos_token_id=tok.bos_token_id, tie_word_embeddings=False))
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def random_models(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("models")
+    return {"tiny-llama": make_random_model(root / "tiny-llama", "llama", seed=1),
+            "tiny-qwen-s": make_random_model(root / "tiny-qwen-s", "qwen2", seed=2),
+            "tiny-qwen-l": make_random_model(root / "tiny-qwen-l", "qwen2", hidden=48, seed=3)}
+
+
+@pytest.fixture
+def study(tmp_path, tiny_config, random_models):
+    """A small study config in tmp whose models are the random-init ones; returns (config, path)."""
+    cfg = copy.deepcopy(tiny_config)
+    cfg["results"] = str(tmp_path / "results")
+    for name, path in random_models.items():
+        cfg["models"][name] = {"path": str(path), "size": cfg["models"][name].get("size", "small")}
+    cfg["training"].update(steps=4, questions_per_step=4, num_generations=4, max_new_tokens=12, save_steps=2)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return cfg, path
+
+
+def run_ilr(*args: str, **kwargs):
+    """`python -m ilr ...` in a subprocess, from the repository root."""
+    import subprocess
+
+    return subprocess.run([sys.executable, "-m", "ilr", *args], cwd=REPO, capture_output=True, text=True, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def warm_models(tmp_path_factory, tiny_config) -> dict[str, Path]:
+    """Two tiny models really built by the build-model stage, with a short warm-up (they answer some
+    one-step questions right, so rewards vary and training moves the weights)."""
+    from ilr.tiny.build import build_model
+
+    root = tmp_path_factory.mktemp("warm")
+    cfg = copy.deepcopy(tiny_config)
+    out = {}
+    for name in ("tiny-llama", "tiny-qwen-s"):
+        cfg["models"][name]["build"]["warmup_steps"] = 120
+        build_model(cfg, name, root / name, threads=1, log=lambda *a, **k: None)
+        out[name] = root / name
+    return out
+
+
+@pytest.fixture
+def warm_study(tmp_path, tiny_config, warm_models):
+    """A study config in tmp over the warm models, with easy one-step training questions."""
+    from ilr.io import write_json, write_jsonl
+    from ilr.tiny.task import generate
+
+    cfg = copy.deepcopy(tiny_config)
+    cfg["results"] = str(tmp_path / "results")
+    for name, path in warm_models.items():
+        cfg["models"][name] = {"path": str(path), "size": "small"}
+    cfg["models"].pop("tiny-qwen-l")
+    cfg["groups"] = {"group1": ["tiny-llama", "tiny-qwen-s"]}
+    for m in ("ilr", "ilr_di_only", "ilr_pc_only", "ilr_ratio"):
+        cfg["methods"][m]["groups"] = ["group1"]
+    cfg["training"].update(steps=4, questions_per_step=4, num_generations=4, max_new_tokens=24, save_steps=2)
+    cfg["tables"]["ablation"]["rows"] = [["tiny-llama", "group1"], ["tiny-qwen-s", "group1"]]
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    records = generate("tiny_arith", 32, 7, min_steps=1, max_steps=1, max_operand=5)
+    write_jsonl(tmp_path / "train.jsonl", records)
+    # gamma 0.3 and 0.6; half the questions very hard (D = 1), half very easy (D = 0): both types occur
+    for name, g in (("tiny-llama", 0.3), ("tiny-qwen-s", 0.6)):
+        write_json(tmp_path / f"{name}.json", {"model": name, "gamma": g})
+    write_jsonl(tmp_path / "difficulty.jsonl",
+                [{"id": r["id"], "difficulty": float(i % 2), "ratings": {}} for i, r in enumerate(records)])
+    return cfg, path, tmp_path
+
+
+def train_args(study_dir: Path, config_path: Path, method: str, out: Path) -> list[str]:
+    return ["train", "--config", str(config_path), "--method", method, "--group", "group1", "--seed", "0",
+            "--train", str(study_dir / "train.jsonl"),
+            "--ability", str(study_dir / "tiny-llama.json"), str(study_dir / "tiny-qwen-s.json"),
+            "--difficulty", str(study_dir / "difficulty.jsonl"), "--out-dir", str(out)]

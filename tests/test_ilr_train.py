@@ -1,0 +1,97 @@
+"""The ILR group trainer on real tiny models: the rollout log is recomputable, runs resume exactly."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import REPO, run_ilr, train_args
+from ilr.calibration import calibrate
+from ilr.interaction import irt_probability, irt_type, ratio_type
+from ilr.io import read_jsonl
+
+MODELS = ("tiny-llama", "tiny-qwen-s")
+
+
+@pytest.mark.parametrize("method", ["ilr", "ilr_di_only", "ilr_pc_only", "ilr_ratio_p0.4"])
+def test_rollout_log_recomputes(warm_study, method):
+    cfg, config_path, d = warm_study
+    out = d / "run"
+    proc = run_ilr(*train_args(d, config_path, method, out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = read_jsonl(out / "rollouts.jsonl")
+    G, per_step, steps = 4, 4, 4
+    assert [r["step"] for r in rows] == [s for s in range(1, steps + 1) for _ in range(per_step)]
+    difficulty = {r["id"]: r["difficulty"] for r in read_jsonl(d / "difficulty.jsonl")}
+    varied = False
+    for r in rows:
+        models = r["models"]
+        assert set(models) == set(MODELS)
+        raw = {n: m["rewards"] for n, m in models.items()}
+        assert all(len(v) == G and set(v) <= {0.0, 1.0} for v in raw.values())
+        varied |= any(len(set(v)) > 1 for v in raw.values())
+        if method == "ilr_di_only":
+            assert all(m["calibrated"] is None for m in models.values())
+        else:  # every calibrated reward is the formula applied to the logged raw rewards
+            expected = calibrate(raw, cfg["training"]["calibration_eps"])
+            for n, m in models.items():
+                assert m["calibrated"] == pytest.approx(expected[n])
+        if method in ("ilr", "ilr_di_only"):
+            assert r["rule"] == "irt" and r["difficulty"] == difficulty[r["question_id"]]
+            P = {n: irt_probability(m["gamma"], r["difficulty"]) for n, m in models.items()}
+            assert {n: m["P"] for n, m in models.items()} == pytest.approx(P)
+            assert r["interaction"] == irt_type(P, cfg["interaction"]["irt_rule"])
+        elif method == "ilr_pc_only":
+            assert r["rule"] == "none" and r["interaction"] is None and r["difficulty"] is None
+            assert all(set(m["completions"]) == {"fusion"} for m in models.values())
+        else:
+            assert r["rule"] == "ratio" and r["p"] == 0.4 and r["difficulty"] is None
+            assert r["interaction"] == ratio_type(0.4, 0, r["question_id"])
+        if r["interaction"] is not None:
+            assert all(set(m["completions"]) == {"sharing", "analysis", "fusion"} for m in models.values())
+        assert all(len(m["completions"]["fusion"]) == G for m in models.values())
+    assert varied, "no question had varied rewards: the warm models never answer right, the test proves nothing"
+    if method == "ilr":
+        assert {r["interaction"] for r in rows} == {"cooperation", "competition"}
+    metrics = read_jsonl(out / "metrics.jsonl")
+    assert [m["step"] for m in metrics] == list(range(1, steps + 1))
+    for n in MODELS:
+        assert (out / n / "final" / "model.safetensors").is_file()
+
+
+def weights(run_dir, name):
+    return load_file(str(run_dir / name / "final" / "model.safetensors"))
+
+
+def test_killed_run_resumes_to_identical_weights(warm_study):
+    cfg, config_path, d = warm_study
+    straight, killed = d / "straight", d / "killed"
+    assert run_ilr(*train_args(d, config_path, "ilr", straight)).returncode == 0
+
+    # Start the same run, SIGKILL it as soon as both members have their step-2 checkpoint.
+    proc = subprocess.Popen([sys.executable, "-m", "ilr", *train_args(d, config_path, "ilr", killed)], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    marks = [killed / n / "checkpoints" / "checkpoint-2" / "trainer_state.json" for n in MODELS]
+    deadline = time.time() + 300
+    while not all(m.exists() for m in marks) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / MODELS[0] / "final").exists(), "the run finished before it could be killed"
+
+    resumed = run_ilr(*train_args(d, config_path, "ilr", killed))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    for n in MODELS:
+        a, b = weights(straight, n), weights(killed, n)
+        assert a.keys() == b.keys()
+        assert all(torch.equal(a[k], b[k]) for k in a), f"{n}: resumed weights differ"
+        base = load_file(str(cfg["models"][n]["path"] + "/model.safetensors"))
+        assert not all(torch.equal(a[k], base[k]) for k in a), f"{n}: training did not move the weights"
+    assert read_jsonl(straight / "rollouts.jsonl") == read_jsonl(killed / "rollouts.jsonl")
