@@ -20,6 +20,11 @@ inputs say. Loss is on target tokens only; every target ends with <eos>.
 The warm-up data come from data.train.params (the training distribution) with a seed of their own
 (`build.seed` + 1000003), independent of the study's data seeds.
 
+Known issue: with the mixed warm-up, qwen2 builds reached a training loss as low as llama's but a
+much worse greedy accuracy (0.02-0.18 vs 0.4-0.5 at the same size and steps, after reload and in
+memory alike; trained on solo math alone, qwen2 is fine). Not yet explained, so the tiny config
+builds all three models as llama; arch: qwen2 still works.
+
 Writes DIR atomically (built in a temporary directory beside it, renamed at the end): the model
 and tokenizer (save_pretrained) and build.json (model, build config, final loss, loss curve, time).
 """
@@ -40,9 +45,9 @@ from ilr.tiny.task import generate
 
 DATA_SEED_OFFSET = 1000003
 FORMATS = {  # format -> share of warm-up batches (interaction batches are half as many, longer, rows)
-    "solve_math": 0.72, "solve_code": 0.05, "solve_choice": 0.05,
-    "analysis_cooperation": 0.03, "analysis_competition": 0.03,
-    "fusion_cooperation": 0.04, "fusion_competition": 0.04, "debate_revise": 0.04,
+    "solve_math": 0.80, "solve_code": 0.04, "solve_choice": 0.04,
+    "analysis_cooperation": 0.02, "analysis_competition": 0.02,
+    "fusion_cooperation": 0.03, "fusion_competition": 0.03, "debate_revise": 0.02,
 }
 IDEA3_KINDS = {"math": 0.7, "code": 0.15, "choice": 0.15}   # question kinds seen in interaction formats
 KIND_SOURCE = {"math": "tiny_arith", "code": "tiny_code", "choice": "tiny_choice"}
