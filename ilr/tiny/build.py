@@ -21,8 +21,8 @@ The warm-up data come from data.train.params (the training distribution) with a 
 (`build.seed` + 1000003), independent of the study's data seeds.
 
 Known issue: with the mixed warm-up, qwen2 builds reached a training loss as low as llama's but a
-much worse greedy accuracy (0.02-0.18 vs 0.4-0.5 at the same size and steps, after reload and in
-memory alike; trained on solo math alone, qwen2 is fine). Not yet explained, so the tiny config
+much worse greedy accuracy (0.02-0.18 vs 0.4-0.5 at the same size and steps; seen on the saved
+models, whose solo-math loss was 1.0-1.5; trained on solo math alone, qwen2 is fine). Not yet explained, so the tiny config
 builds all three models as llama; arch: qwen2 still works.
 
 Writes DIR atomically (built in a temporary directory beside it, renamed at the end): the model
