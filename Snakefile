@@ -3,7 +3,8 @@
 #
 # Layout: workflow/rules/common.smk (validation, paths, helpers), data.smk (prepare_data, build_model),
 # ability.smk (ability, difficulty), train.smk (train_single, train_group_<group>), eval.smk (evaluate or
-# evaluate_model*), report.smk (tables). Every job runs `python -m ilr <stage>` (CONTRACT.md).
+# evaluate_model*), multi_agent.smk (multi-agent inference), report.smk (tables, HTML report). Every job
+# runs `python -m ilr <stage>` (CONTRACT.md).
 
 # the tiny default, unless `--configfile` names another study (which then replaces it: common.smk)
 if not workflow.config_settings.configfiles:
@@ -16,6 +17,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/ability.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/eval.smk"
+include: "workflow/rules/multi_agent.smk"
 include: "workflow/rules/report.smk"
 
 

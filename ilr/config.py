@@ -24,7 +24,10 @@ changed. KEEP THIS IN SYNC with what the stages read from the config:
   evaluate     (benchmark | benchmarks, [method, model, seed])
                                     evaluation, prompts, the benchmarks' specs; for base models
                                     also the model path (trained checkpoints are inputs)
-  tables                            tables, seeds, evaluation, groups, methods (names, groups, p)
+  multi_agent  (models, benchmark)  multi_agent.mode, evaluation, prompts, the benchmark's spec, the
+                                    models' paths (base checkpoints)
+  tables                            tables, seeds, evaluation, groups, methods (names, groups, p),
+                                    multi_agent (pairs, benchmark, mode), models' paths (paper mapping)
 
 Upstream files (base models, gamma, D_q, checkpoints) are rule inputs: a change there reruns the
 consumers through Snakemake's mtime trigger. The data files are the exception: one prepare_data job
@@ -232,6 +235,19 @@ def check(config: dict, source: str = "<config>") -> None:
         if methods[cr.get("method", "ilr_ratio")]["interaction"] != "ratio":
             fail("tables.coop_ratio.method", "expected a method with interaction 'ratio'")
 
+    if "multi_agent" in config:
+        ma = config["multi_agent"]
+        if ma["benchmark"] not in benches:
+            fail("multi_agent.benchmark", f"unknown benchmark {ma['benchmark']!r} (benchmarks: {', '.join(benches)})")
+        seen = set()
+        for i, pair in enumerate(ma["pairs"]):
+            for j, n in enumerate(pair):
+                if n not in models:
+                    fail(f"multi_agent.pairs[{i}][{j}]", f"unknown model {n!r} (models: {', '.join(models)})")
+            if pair_name(pair) in seen:
+                fail(f"multi_agent.pairs[{i}]", f"listed twice: {pair}")
+            seen.add(pair_name(pair))
+
     res = config.get("resources", {})
     sizes = {m["size"] for m in models.values()}
     for s in res.get("sizes", {}):
@@ -364,6 +380,17 @@ def table_rows(config: dict) -> list[dict]:
     return rows
 
 
+def pair_name(models: list[str]) -> str:
+    """The directory name of a multi-agent pair: `tiny-llama+tiny-qwen-l`."""
+    return "+".join(models)
+
+
+def multi_agent_jobs(config: dict) -> list[tuple[list[str], str]]:
+    """Every (models, benchmark) multi-agent inference job of the config (none without `multi_agent:`)."""
+    ma = config.get("multi_agent")
+    return [(list(pair), ma["benchmark"]) for pair in ma["pairs"]] if ma else []
+
+
 def row_seeds(config: dict, method: str) -> list[int]:
     return [base_seed(config)] if method == BASE else list(config["seeds"])
 
@@ -440,9 +467,14 @@ def stage_spec(config: dict, stage: str, **ids) -> dict:
         if "seed" in ids:
             spec["seed"] = int(ids["seed"])
         return spec
+    if stage == "multi_agent":
+        return {"mode": c["multi_agent"].get("mode", "cooperation"), "evaluation": c["evaluation"], "prompts": prompts,
+                "benchmark": c["benchmarks"][ids["benchmark"]],
+                "models": {n: c["models"][n]["path"] for n in ids["models"]}}
     if stage == "tables":
         return {"tables": c["tables"], "seeds": c["seeds"], "evaluation": c["evaluation"], "groups": c["groups"],
-                "models": list(c["models"]),
+                "models": {n: m["path"] for n, m in c["models"].items()}, "multi_agent": c.get("multi_agent"),
+                "prompts": prompts,
                 "methods": {m: {k: v for k, v in spec.items() if k in METHOD_KEYS} for m, spec in c["methods"].items()}}
     raise KeyError(f"unknown stage {stage!r}")
 
@@ -460,8 +492,8 @@ def stage_hash(config: dict, stage: str, **ids) -> str:
 def resources(config: dict, rule: str, sizes: list[str] | None = None) -> dict:
     """Resources of one job of `rule`: default < sizes.<size> < rules.<rule> < rules.<rule>.sizes.<size>.
 
-    For a job over several models, each model's resources are resolved and combined. train_group holds
-    every model of the group at once: gpus, mem_mb and cpus add up, runtime is the maximum. Other
+    For a job over several models, each model's resources are resolved and combined. train_group and
+    multi_agent hold every model of the group at once: gpus, mem_mb and cpus add up, runtime is the maximum. Other
     rules (difficulty) load one model after another: the maximum of each. Strings come from the first
     model. An explicit `rules.<rule>` value is the job's total.
     """
@@ -485,7 +517,7 @@ def resources(config: dict, rule: str, sizes: list[str] | None = None) -> dict:
     out: dict = {}
     for r in parts:
         for k, v in r.items():
-            if k in ("gpus", "mem_mb", "cpus") and rule == "train_group":
+            if k in ("gpus", "mem_mb", "cpus") and rule in ("train_group", "multi_agent"):
                 out[k] = out.get(k, 0) + v
             elif k in ("gpus", "mem_mb", "cpus", "runtime"):
                 out[k] = max(out.get(k, 0), v)

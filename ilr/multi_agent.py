@@ -64,8 +64,17 @@ def main(args: argparse.Namespace) -> int:
     idea3 = run_idea3(members, prompt_set, records, [mode] * len(records), 1, 0.0, ev["max_new_tokens"])
     answers["idea3"] = {n: [o.fusion[0].text for o in outs] for n, outs in idea3.items()}
 
+    from ilr.evaluate import git_commit
+    from ilr.io import sha256_file
+
+    data_file = Path(args.data_dir) / "bench" / f"{args.benchmark}.jsonl"
     result = {"benchmark": args.benchmark, "models": args.models, "checkpoints": paths, "idea3_mode": mode,
               "protocol": "multi-agent inference: the scored answer is the model's own last answer",
+              "provenance": {
+                  "git_commit": git_commit(),
+                  "config_hash": cfg.stage_hash(config, "multi_agent", models=args.models, benchmark=args.benchmark),
+                  "data_file": str(data_file), "data_sha256": sha256_file(data_file),
+                  "decoding": {"samples": 1, "temperature": 0.0, "max_new_tokens": ev["max_new_tokens"]}},
               "settings": {}}
     for setting, per_model in answers.items():
         result["settings"][setting] = {}

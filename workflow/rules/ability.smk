@@ -29,7 +29,8 @@ rule difficulty:
         train=ancient(TRAIN),
     output:
         table=difficulty_file("{group}"),
-        figure=difficulty_figure("{group}"),
+        figure=report(difficulty_figure("{group}"), caption="../report/difficulty.rst", category="Figures",
+                      labels={"figure": "difficulty", "group": "{group}"}),
     wildcard_constraints:
         group=alt(config["groups"]),
     params:

@@ -146,11 +146,21 @@ def eval_targets():
     return [eval_file(m, g, model, seed, b) for (m, g, model, seed), bl in CELLS.items() for b in bl]
 
 
-def table_targets():
+TABLE_EXTS = ("md", "csv", "tex")
+
+
+def table_names():
+    """The tables the `tables` rule writes (ilr/report/tables.py), each as .md, .csv and .tex."""
     t = config["tables"]
     names = [n for n in ("main", "ablation", "coop_ratio") if n in t]
-    out = [f"{R}/tables/{n}.{ext}" for n in names for ext in ("md", "csv")]
-    if "coop_ratio" in t:
+    if config.get("multi_agent"):
+        names.append("multi_agent")
+    return names + ["paper_vs_reproduced"]
+
+
+def table_targets():
+    out = [f"{R}/tables/{n}.{ext}" for n in table_names() for ext in TABLE_EXTS]
+    if "coop_ratio" in config["tables"]:
         out.append(f"{R}/figures/coop_ratio.png")
     return out
 
@@ -167,9 +177,10 @@ STAGE_CODE = {
     "difficulty": ["ilr/difficulty.py"] + _COMMON_GEN,
     "train": ["ilr/train/*.py", "ilr/idea3.py", "ilr/interaction.py", "ilr/calibration.py"] + _COMMON_GEN,
     "evaluate": ["ilr/evaluate.py", "ilr/vllm_engine.py"] + _COMMON_GEN,
-    "tables": ["ilr/report/*.py"],
+    "multi_agent": ["ilr/multi_agent.py", "ilr/idea3.py", "ilr/evaluate.py"] + _COMMON_GEN,
+    "tables": ["ilr/report/*.py", "ilr/report/*.yaml"],
 }
-_PROMPT_STAGES = ("ability", "difficulty", "train", "evaluate")
+_PROMPT_STAGES = ("ability", "difficulty", "train", "evaluate", "multi_agent")
 
 
 def _rel(p):
