@@ -3,11 +3,14 @@
 Dispatches on the method's `trainer` (config `methods.<name>.trainer`): grpo (TRL's GRPOTrainer),
 ppo (a small actor-critic, ilr/train/ppo.py), ilr (the group trainer, ilr/train/ilr.py).
 Every trained model lands in `<out-dir>/<model>/final/` (model + tokenizer, save_pretrained).
+On SIGTERM / SIGUSR1 (Slurm preemption or time limit) the run saves a checkpoint at the end of the
+current step and exits with 128 + the signal number; rerun, it resumes there (ilr/train/preempt.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -25,10 +28,21 @@ def main(args: argparse.Namespace) -> int:
     import torch
 
     from ilr import config as cfg
+    from ilr.train import preempt
 
+    preempt.install()  # main thread: the trainers only look at the flag it sets
     config = cfg.load(args.config)
     method = cfg.method_config(config, args.method)
     torch.manual_seed(args.seed)
+    try:
+        _dispatch(config, method, args)
+    except preempt.Interrupted as e:
+        print(f"[ilr train] {e}", file=sys.stderr, flush=True)
+        return e.exit_code
+    return 0
+
+
+def _dispatch(config: dict, method: dict, args: argparse.Namespace) -> None:
     if method["trainer"] == "grpo":
         from ilr.train.grpo import train_grpo
         train_grpo(config, args.method, args.group, args.seed, args.train, args.out_dir)
@@ -41,4 +55,3 @@ def main(args: argparse.Namespace) -> int:
                   args.out_dir)
     else:  # the config schema makes this unreachable
         raise ValueError(f"methods.{args.method}.trainer: unknown trainer {method['trainer']!r}")
-    return 0

@@ -10,6 +10,7 @@ import json
 import shutil
 from pathlib import Path
 
+from ilr.train import preempt
 from ilr.train.common import latest_checkpoint, question_schedule, rule_reward
 
 
@@ -93,9 +94,12 @@ def train_grpo(config: dict, method: str, model_name: str, seed: int, train_path
     trainer = quiet(GRPOTrainer(model=model, reward_funcs=correctness, train_dataset=dataset,
                           processing_class=tokenizer,
                           args=grpo_config(args, seed, run_dir / "checkpoints", disable_tqdm=False)))
+    trainer.add_callback(preempt.stop_callback())
     resume = latest_checkpoint(run_dir / "checkpoints")
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     with open(run_dir / "metrics.jsonl", "w") as f:
         for row in trainer.state.log_history:
             f.write(json.dumps(row) + "\n")
+    if trainer.state.global_step < args["steps"]:  # stopped on a signal, checkpoint saved
+        raise preempt.Interrupted(trainer.state.global_step)
     save_final(trainer.model, tokenizer, run_dir / "final")

@@ -29,6 +29,7 @@ from tqdm import tqdm
 from ilr.calibration import calibrate
 from ilr.interaction import irt_probability, irt_type, ratio_type
 from ilr.io import append_jsonl, read_json, read_jsonl, write_jsonl
+from ilr.train import preempt
 from ilr.train.common import latest_checkpoint, question_schedule, rule_reward, stable_seed
 from ilr.train.grpo import grpo_config, quiet, records_dataset, save_final
 
@@ -48,6 +49,15 @@ class GroupCoordinator:
         self.results: dict[str, dict] = {}
         self.dataset_prompt: dict[str, dict[str, str]] = {}   # member -> question id -> its dataset prompt
         self.progress = None
+        self.stop = False                                     # the group's decision at the end of a step
+
+    def agree_stop(self) -> bool:
+        """Called by every member at the end of every step: stop there iff a signal came (preempt.py).
+        One decision for the group, taken while all members wait, so that all stop after the same step."""
+        if self.barrier.wait() == 0:
+            self.stop = preempt.requested()
+        self.barrier.wait()
+        return self.stop
 
     # -- the TRL seam -------------------------------------------------------------------------
     def rollout_func_for(self, name: str):
@@ -204,6 +214,7 @@ def train_ilr(config: dict, method_name: str, group: str, seed: int, train_path:
             reward_funcs=lambda prompts, completions, ilr_reward, **_: list(ilr_reward),
             rollout_func=coordinator.rollout_func_for(n),
             args=grpo_config(args, seed, run_dir / n / "checkpoints")))
+        coordinator.trainers[n].add_callback(preempt.stop_callback(coordinator.agree_stop))
 
     # Resume every member from the newest step that all of them have checkpointed.
     steps = [latest_checkpoint(run_dir / n / "checkpoints") for n in names]
@@ -231,6 +242,9 @@ def train_ilr(config: dict, method_name: str, group: str, seed: int, train_path:
     real = [e for e in errors if not isinstance(e, threading.BrokenBarrierError)]
     if errors:
         raise (real or errors)[0]
+    done = min(coordinator.trainers[n].state.global_step for n in names)
+    if done < args["steps"]:  # stopped on a signal: every member saved checkpoint-<done>
+        raise preempt.Interrupted(done)
     for n in names:
         trainer = coordinator.trainers[n]
         with open(run_dir / n / "trainer_log.jsonl", "w") as f:

@@ -53,6 +53,7 @@ import numpy as np
 import torch
 
 from ilr.io import append_jsonl, read_jsonl, write_json, write_jsonl
+from ilr.train import preempt
 from ilr.train.common import latest_checkpoint, question_schedule, rule_reward, stable_seed
 
 DEFAULTS = {
@@ -382,10 +383,14 @@ def train_ppo(config: dict, method: str, model_name: str, seed: int, train_path:
         bar.set_postfix(reward=f"{row['reward_mean']:.3f}", vloss=f"{row['value_loss']:.4f}")
 
         done = step + 1
-        if (args["save_steps"] and done % int(args["save_steps"]) == 0) or done == steps:
+        stopping = preempt.requested() and done < steps   # a signal: save here and stop (preempt.py)
+        if (args["save_steps"] and done % int(args["save_steps"]) == 0) or done == steps or stopping:
             _save_checkpoint(ckpt_dir, done, actor, critic, tokenizer, optimizer, scheduler,
                              {"method": method, "model": model_name, "seed": seed, "steps": steps},
                              args["save_total_limit"])
+        if stopping:
+            bar.close()
+            raise preempt.Interrupted(done)
         if stop_after is not None and done >= stop_after:
             bar.close()
             return
