@@ -340,3 +340,24 @@ def test_paper_dryrun_lists_multi_agent_and_tables(tmp_path):
             assert f"{tmp_path}/paper/tables/{t}.{ext}" in out, (t, ext)
     for g in ("group1", "group2", "group3"):
         assert f"{tmp_path}/paper/figures/difficulty_{g}.png" in out
+
+
+def test_html_report_from_fake_outputs(tmp_path):
+    """`snakemake --report` collects every table (.csv) and figure with its caption (outputs faked here)."""
+    from ilr.difficulty import save_histogram
+
+    c = cfg.load(REPO / "config" / "config.yaml")
+    res = tmp_path / "r"
+    fake_evals(c, res / "eval")
+    tables.write_tables(c, res / "eval", res / "tables", res / "figures", res / "multi_agent")
+    for g in c["groups"]:
+        save_histogram([0.1, 0.5, 0.5, 0.9], str(res / "figures" / f"difficulty_{g}.png"), g)
+    snakemake = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or "snakemake"
+    r = subprocess.run([snakemake, "--config", f"results={res}", "--report", str(res / "report.html"), "all"],
+                       cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    html = (res / "report.html").read_text()
+    for name in ("main.csv", "ablation.csv", "coop_ratio.csv", "multi_agent.csv", "paper_vs_reproduced.csv",
+                 "coop_ratio.png", "difficulty_group1.png"):
+        assert name in html, name
+    assert "solo" in html and "greedy (temperature 0)" in html
