@@ -101,7 +101,7 @@ def main(args: argparse.Namespace) -> int:
     if ev.get("engine", "transformers") == "vllm":
         from ilr.vllm_engine import VLLMEngine
 
-        engine = VLLMEngine(args.model_path, ev, args.seed)
+        engine = VLLMEngine(args.model_path, ev, args.seed, config["models"][args.model].get("size"))
         sampler, tokenizer = engine.sample, engine.tokenizer
     else:
         model, tokenizer = load_model(args.model_path)

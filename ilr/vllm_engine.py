@@ -10,10 +10,18 @@ from __future__ import annotations
 from ilr.generation import Sample
 
 
-def engine_args(model_path: str, evaluation: dict, seed: int) -> dict:
+def tensor_parallel_size(evaluation: dict, size: str | None = None) -> int:
+    """config `evaluation.tensor_parallel_size`: one number, or one per model size (default 1)."""
+    tp = evaluation.get("tensor_parallel_size", 1)
+    if isinstance(tp, dict):
+        tp = tp.get(size, 1)
+    return int(tp)
+
+
+def engine_args(model_path: str, evaluation: dict, seed: int, size: str | None = None) -> dict:
     return {
         "model": str(model_path),
-        "tensor_parallel_size": int(evaluation.get("tensor_parallel_size", 1)),
+        "tensor_parallel_size": tensor_parallel_size(evaluation, size),
         "gpu_memory_utilization": float(evaluation.get("gpu_memory_utilization", 0.9)),
         "max_model_len": int(evaluation.get("max_model_len", 4096)),
         "dtype": "bfloat16",
@@ -32,10 +40,10 @@ def sampling_args(n: int, temperature: float, max_new_tokens: int, top_p: float 
 class VLLMEngine:
     """Same `sample` interface as ilr.generation.sample, on a vllm.LLM."""
 
-    def __init__(self, model_path: str, evaluation: dict, seed: int):
+    def __init__(self, model_path: str, evaluation: dict, seed: int, size: str | None = None):
         from vllm import LLM  # noqa: PLC0415 - optional GPU dependency
 
-        self.llm = LLM(**engine_args(model_path, evaluation, seed))
+        self.llm = LLM(**engine_args(model_path, evaluation, seed, size))
         self.tokenizer = self.llm.get_tokenizer()
 
     def sample(self, prompts: list[str], n: int = 1, max_new_tokens: int = 64, temperature: float = 0.0,

@@ -208,9 +208,10 @@ def _slurm_resources(r):
 def job_resources(rule, sizes_of=None, keys_over=None):
     """Snakemake `resources:` for a rule; sizes_of(wildcards) -> the model sizes of the job."""
     if sizes_of is None:
-        return _slurm_resources(ilrcfg.resources(config, rule))
-    # every key any size can produce, so that each key is defined for every job of the rule
-    keys = set()
+        return {"gpu": 0, **_slurm_resources(ilrcfg.resources(config, rule))}
+    # every key any size can produce, so that each key is defined for every job of the rule (gpu always:
+    # the train rules' launcher reads it)
+    keys = {"gpu"}
     for s in {m["size"] for m in MODELS.values()}:
         keys |= set(_slurm_resources(ilrcfg.resources(config, rule, [s])))
     keys |= set(_slurm_resources(ilrcfg.resources(config, rule)))

@@ -12,9 +12,20 @@ _FRESH_IF_CHANGED = (
 )
 
 
+# The launcher, by the job's GPU count (config `resources:`): more than one GPU -> `accelerate launch` with
+# config/accelerate/<training.accelerate_config>.yaml (default multi_gpu) and one process per GPU; else python.
+# `exec`: the trainer replaces the shell and gets Slurm's SIGTERM itself (ilr/train/preempt.py).
+_ACCELERATE = _rel(os.path.join(REPO, "config", "accelerate",
+                                config["training"].get("accelerate_config", "multi_gpu") + ".yaml"))
+_LAUNCH = (
+    '$(if [ "{resources.gpu}" -gt 1 ]; then echo ' + PY + " -m accelerate.commands.launch --config_file "
+    + shlex.quote(_ACCELERATE) + ' --num_processes {resources.gpu}; else echo ' + PY + '; fi)'
+)
+
+
 def _train_shell(extra=""):
     return _FRESH_IF_CHANGED + (
-        "OMP_NUM_THREADS={threads} {ILR} train --config {params.cfg} --method {wildcards.method} --group {params.group}"
+        "OMP_NUM_THREADS={threads} exec " + _LAUNCH + " -m ilr train --config {params.cfg} --method {wildcards.method} --group {params.group}"
         " --seed {wildcards.seed} --train {input.train}" + extra +
         " --out-dir {params.out_dir} > {log} 2>&1"
     )

@@ -1,0 +1,186 @@
+"""The paper study on Slurm, without a cluster: the profile's dry-run, the exact sbatch arguments the
+executor plugin builds for each kind of job (its own code, fed the resources Snakemake computed), the
+launcher the train rules pick by GPU count (accelerate vs python), and vLLM's tensor parallelism."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+from ilr import config as cfg
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or "snakemake"
+PROFILE = yaml.safe_load((REPO / "workflow" / "profiles" / "slurm" / "config.yaml").read_text())
+
+
+def dry_run_jobs(*args: str) -> list[dict]:
+    """Every job of `snakemake -n -p ...`: rule, wildcards, resources (as Snakemake computed them), shell."""
+    r = subprocess.run([SNAKEMAKE, *args, "-n", "-p", "all"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    jobs = []
+    for block in re.split(r"\n(?=(?:local)?rule \S+:\n)", r.stdout + r.stderr):
+        m = re.match(r"(?:local)?rule (\S+):\n", block)
+        if not m:
+            continue
+        job = {"rule": m.group(1), "wildcards": {}, "resources": {}, "shell": None}
+        for key, val in re.findall(r"^    (wildcards|resources): (.*)$", block, re.M):
+            job[key] = dict(kv.split("=", 1) for kv in val.split(", "))
+        sh = re.search(r"^Shell command: (.*)$", block, re.M)
+        job["shell"] = sh.group(1) if sh else None
+        jobs.append(job)
+    return jobs
+
+
+class FakeResources(dict):
+    __getattr__ = dict.get
+
+
+def typed(v: str):
+    return int(v) if re.fullmatch(r"-?\d+", v) else v
+
+
+def sbatch_args(job: dict) -> str:
+    """The plugin's own submit string for a job with these resources (account and partition formatted as the
+    plugin's get_account_arg / get_partition_arg do; they query the cluster, so not called here)."""
+    from snakemake_executor_plugin_slurm.submit_string import get_submit_command
+    from snakemake_executor_plugin_slurm.utils import set_gres_string
+    from snakemake_executor_plugin_slurm.validation import validate_slurm_extra
+
+    res = FakeResources({k: typed(v) for k, v in job["resources"].items() if v != "<TBD>"})
+    fake = SimpleNamespace(resources=res, threads=res.get("cpus_per_task", 1), name=job["rule"],
+                           is_group=lambda: False)
+    validate_slurm_extra(fake)
+    params = {"run_uuid": "UUID", "slurm_logfile": "log", "comment_str": "c", "workdir": None,
+              "account": f" -A {res['slurm_account']}" if res.get("slurm_account") else "",
+              "partition": f" -p {res['slurm_partition']}" if res.get("slurm_partition") else ""}
+    settings = SimpleNamespace(requeue=PROFILE.get("slurm-requeue", False), no_requeue=False, qos=None,
+                               reservation=None)
+    return get_submit_command(fake, params, settings=settings) + set_gres_string(fake)
+
+
+@pytest.fixture(scope="module")
+def paper(tmp_path_factory):
+    """config/paper.yaml with a partition and account set (default, and another partition for 14B)."""
+    d = tmp_path_factory.mktemp("paper")
+    c = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    c["results"] = str(d / "results")
+    c["resources"]["default"].update(slurm_partition="gpu", slurm_account="ilr-proj")
+    c["resources"]["sizes"]["14b"]["slurm_partition"] = "gpu-large"
+    path = d / "paper.yaml"
+    path.write_text(yaml.safe_dump(c, sort_keys=False))
+    jobs = dry_run_jobs("--profile", "slurm", "--configfile", str(path))
+    return cfg.load(path), jobs
+
+
+def pick(jobs, rule, **wildcards):
+    for j in jobs:
+        if j["rule"] == rule and all(j["wildcards"].get(k) == v for k, v in wildcards.items()):
+            return j
+    raise AssertionError(f"no {rule} job with {wildcards}")
+
+
+def expected(config, rule, models):
+    r = cfg.resources(config, rule, [config["models"][m]["size"] for m in models] if models else None)
+    return r
+
+
+CASES = [  # (rule in the DAG, rule in config `resources:`, wildcards, models)
+    ("train_single", "train_single", {"method": "grpo", "model": "qwen-7b"}, ["qwen-7b"]),
+    ("train_single", "train_single", {"method": "ppo", "model": "qwen-14b"}, ["qwen-14b"]),
+    ("train_group_group1", "train_group", {"method": "ilr"}, ["llama-8b", "qwen-7b"]),
+    ("train_group_group3", "train_group", {"method": "ilr"}, ["qwen-7b", "qwen-14b"]),
+    ("evaluate", "evaluate", {"run": "ilr/group1/qwen-7b", "bench": "math500"}, ["qwen-7b"]),
+    ("evaluate", "evaluate", {"run": "ilr/group3/qwen-14b", "bench": "math500"}, ["qwen-14b"]),
+    ("prepare_data", "prepare_data", {}, []),
+    ("tables", "tables", {}, []),
+]
+
+
+@pytest.mark.parametrize("rule,res_rule,wildcards,models", CASES,
+                         ids=[f"{c[0]}-{'-'.join(c[3]) or 'cpu'}" for c in CASES])
+def test_sbatch_arguments_match_the_config(paper, rule, res_rule, wildcards, models):
+    config, jobs = paper
+    job = pick(jobs, rule, **wildcards)
+    want = expected(config, res_rule, models)
+    call = sbatch_args(job)
+    assert f" -t {want['runtime']} " in call
+    assert f" --mem {want['mem_mb']} " in call
+    assert f"--cpus-per-task={want['cpus']}" in call
+    assert "--signal=TERM@600" in call and "--requeue" in call   # preemption: checkpoint, then requeue
+    assert f"-A {want['slurm_account']}" in call and f"-p {want['slurm_partition']}" in call
+    if want.get("gpus", 0) > 0:
+        assert f"--gpus={want['gpus']}" in call and "--ntasks" not in call
+    else:
+        assert "--gpus" not in call and "--gres" not in call and "--ntasks=1" in call
+    if models:  # the numbers themselves, from config/paper.yaml
+        sizes = [config["models"][m]["size"] for m in models]
+        if res_rule == "evaluate":
+            assert want["gpus"] == {"7b": 1, "8b": 1, "14b": 2}[sizes[0]]
+        else:
+            per = {"7b": 2, "8b": 2, "14b": 4}
+            assert want["gpus"] == sum(per[s] for s in sizes)      # group: both models held at once
+        assert ("gpu-large" in call) == (sizes[0] == "14b")   # strings: the first model's (ilr.config.resources)
+
+
+def test_14b_asks_more_than_7b(paper):
+    config, jobs = paper
+    for rule, res_rule, small, large in [
+        ("train_single", "train_single", {"model": "qwen-7b"}, {"model": "qwen-14b"}),
+        ("evaluate", "evaluate", {"run": "base/none/qwen-7b"}, {"run": "base/none/qwen-14b"}),
+    ]:
+        a, b = pick(jobs, rule, **small)["resources"], pick(jobs, rule, **large)["resources"]
+        for k in ("gpu", "mem_mb", "cpus_per_task", "runtime"):
+            assert int(b[k]) >= int(a[k]), (rule, k)
+        assert int(b["gpu"]) > int(a["gpu"]) and int(b["mem_mb"]) > int(a["mem_mb"])
+
+
+def launcher(shell: str) -> str:
+    """Run the train shell's launcher choice ($(if ...)) in bash: what `exec` would start."""
+    m = re.search(r"exec (\$\(if .*?; fi\))", shell)
+    assert m, shell
+    return subprocess.run(["bash", "-c", "echo " + m.group(1)], capture_output=True, text=True).stdout.strip()
+
+
+def test_multi_gpu_training_goes_through_accelerate(paper):
+    config, jobs = paper
+    job = pick(jobs, "train_group_group3", method="ilr")
+    n = int(job["resources"]["gpu"])
+    assert n == 6
+    cmd = launcher(job["shell"])
+    assert cmd.endswith(f"-m accelerate.commands.launch --config_file config/accelerate/deepspeed_zero3.yaml "
+                        f"--num_processes {n}"), cmd
+    acc = yaml.safe_load((REPO / "config" / "accelerate" / "deepspeed_zero3.yaml").read_text())
+    assert acc["distributed_type"] == "DEEPSPEED" and acc["deepspeed_config"]["zero_stage"] == 3
+    for name in ("single_gpu", "multi_gpu"):
+        assert yaml.safe_load((REPO / "config" / "accelerate" / f"{name}.yaml").read_text())["num_machines"] == 1
+
+
+def test_cpu_training_runs_plain_python(tmp_path):
+    jobs = dry_run_jobs("--cores", "2", "--config", f"results={tmp_path}/r")
+    train = [j for j in jobs if j["rule"].startswith("train_")]
+    assert train
+    for j in train:
+        assert j["resources"]["gpu"] == "0"
+        cmd = launcher(j["shell"])
+        assert "accelerate" not in cmd and Path(cmd).name.startswith("python"), cmd
+
+
+def test_vllm_tensor_parallel_per_size(paper):
+    from ilr.vllm_engine import engine_args
+
+    config, _ = paper
+    ev = config["evaluation"]
+    for model, spec in config["models"].items():
+        args = engine_args("/ckpt", ev, 0, spec["size"])
+        gpus = cfg.resources(config, "evaluate", [spec["size"]])["gpus"]
+        assert args["tensor_parallel_size"] == gpus, model   # vLLM uses every GPU the job asked for
+    assert engine_args("/ckpt", {"tensor_parallel_size": 4}, 0)["tensor_parallel_size"] == 4
+    assert engine_args("/ckpt", {}, 0, "7b")["tensor_parallel_size"] == 1
