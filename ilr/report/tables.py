@@ -297,8 +297,6 @@ def caption(config: dict, table: str) -> str:
     cols = column_defs(spec["benchmarks"])
     merged = "; ".join(f"{name} pools {' + '.join(b)}" for name, b in cols if len(b) > 1)
     avg = spec.get("average", [name for name, _ in cols])
-    seeds = config["seeds"]
-    del seeds
     text = (
         f"{TITLES[table]}. Accuracy (%) with its 95% bootstrap confidence interval [low, high] over questions "
         f"({ev['bootstrap']} resamples). {SOLO} Decoding: {decoding_text(config)}. {seeds_text(config)} "
