@@ -72,12 +72,25 @@ def save_histogram(difficulties: list[float], path: str, title: str) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=120)
-    ax.hist(difficulties, bins=np.arange(0, 1.0 + 0.01, 0.01), color="#4477aa")
-    ax.set_xlabel("question difficulty $D_q$")
+    import textwrap
+
+    d = np.asarray(difficulties, dtype=float)
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
+    counts, edges, _ = ax.hist(d, bins=np.linspace(0, 1, 101), color="#4477aa")
+    nonzero = np.flatnonzero(counts)
+    if 0 < len(nonzero) <= 25:  # few distinct values (empirical D_q): label each bar, small ones stay visible
+        for i in nonzero:
+            ax.annotate(f"{int(counts[i])}", ((edges[i] + edges[i + 1]) / 2, counts[i]), ha="center", va="bottom",
+                        fontsize=7, xytext=(0, 1), textcoords="offset points")
+    ax.set_xlabel("question difficulty $D_q$ (0.01 bins)")
     ax.set_ylabel("questions")
-    ax.set_title(title, fontsize=10)
-    ax.set_xlim(0, 1)
+    ax.set_title("\n".join(textwrap.wrap(title, 70)), fontsize=9)
+    ax.set_xlim(-0.01, 1.01)
+    ax.set_ylim(0, max(counts.max(), 1) * 1.12)
+    if len(d):
+        ax.text(0.02, 0.95, f"n = {len(d)}\nmean = {d.mean():.3f}\nmedian = {np.median(d):.3f}",
+                transform=ax.transAxes, va="top", ha="left", fontsize=8,
+                bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.8, "edgecolor": "0.7"})
     fig.tight_layout()
     from ilr.io import atomic_path
     with atomic_path(path) as tmp:
