@@ -2,13 +2,24 @@
 # make test          the test suite
 # make dryrun-paper  the paper's study (config/paper.yaml) as a Slurm dry-run: lists every job
 # make clean         remove results/ and Snakemake's metadata
+# make push / pull   version the outputs with DVC (checkpoints, results) / restore them without rerunning
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 CORES ?= 2
 STAMP := $(VENV)/.ilr-installed
 
-.PHONY: demo test dryrun-paper clean venv
+.PHONY: demo test dryrun-paper clean venv push pull
+
+# DVC (dvc.yaml, .dvc/config): `make push` versions the study's outputs (RESULTS = the config's `results:`)
+# with .dvc pointers next to them and uploads the bytes to the DVC remote; commit the pointers with git.
+# `make pull` (e.g. on a fresh clone) downloads them, then `snakemake --touch` aligns the mtimes so that
+# nothing reruns. SMK_ARGS: the study's Snakemake arguments (e.g. SMK_ARGS="--configfile config/paper.yaml").
+RESULTS ?= results
+SMK_ARGS ?=
+DVC := $(VENV)/bin/dvc
+DVC_TARGETS = $(wildcard $(addprefix $(RESULTS)/,data models ability difficulty eval tables figures)) \
+              $(wildcard $(RESULTS)/runs/*/*/seed*/*/final)
 
 venv: $(STAMP)
 
@@ -31,3 +42,12 @@ dryrun-paper: $(STAMP)
 
 clean:
 	rm -rf results .snakemake
+
+push:
+	$(DVC) add $(DVC_TARGETS)
+	$(DVC) push
+	@echo "now commit the pointers: git add $(RESULTS) && git commit -m 'results'"
+
+pull:
+	$(DVC) pull
+	source $(VENV)/bin/activate && snakemake --cores 1 --touch all $(SMK_ARGS)

@@ -29,6 +29,27 @@ def git_commit() -> str | None:
         return None
 
 
+def dvc_md5(path: str | Path) -> str:
+    """The hash DVC 3 records for `path` (its `md5` in a .dvc file, `make push`): the md5 of a file, or
+    for a directory the md5 of DVC's sorted JSON list of {md5, relpath} entries, suffixed `.dir`."""
+    import hashlib
+    import json
+
+    def md5_file(f: Path) -> str:
+        h = hashlib.md5()
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        return h.hexdigest()
+
+    path = Path(path)
+    if path.is_file():
+        return md5_file(path)
+    entries = sorted(({"md5": md5_file(f), "relpath": f.relative_to(path).as_posix()}
+                      for f in path.rglob("*") if f.is_file()), key=lambda e: e["relpath"])
+    return hashlib.md5(json.dumps(entries, sort_keys=True).encode("utf-8")).hexdigest() + ".dir"
+
+
 def bootstrap_ci(per_question: list[float], resamples: int, seed: int, level: float = 0.95) -> tuple[float, float]:
     """Percentile bootstrap over questions of the mean accuracy."""
     x = np.asarray(per_question, dtype=float)
@@ -108,6 +129,7 @@ def main(args: argparse.Namespace) -> int:
         sampler = transformers_sampler(model, tokenizer)
     prompt_set = load_prompts(config["prompts"])
     checkpoint_hash = sha256_tree(args.model_path) if Path(args.model_path).exists() else args.model_path
+    checkpoint_dvc = dvc_md5(args.model_path) if Path(args.model_path).exists() else None  # hub id: none
     for bench in args.benchmarks:
         data_file = Path(args.data_dir) / "bench" / f"{bench}.jsonl"
         records = read_jsonl(data_file)
@@ -125,6 +147,7 @@ def main(args: argparse.Namespace) -> int:
                 "config_hash": sha256_json(cfg.stage_spec(config, "evaluate", benchmark=bench)),
                 "data_file": str(data_file), "data_sha256": sha256_file(data_file),
                 "checkpoint": str(args.model_path), "checkpoint_sha256": checkpoint_hash,
+                "checkpoint_dvc_md5": checkpoint_dvc,
                 "seed": args.seed, "decoding": {k: ev[k] for k in ("samples", "temperature", "max_new_tokens")},
                 "protocol": "solo: the model answers alone, no peer and no interaction",
                 "host": os.uname().nodename,

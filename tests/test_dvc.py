@@ -1,0 +1,108 @@
+"""DVC and cached reruns on a real reduced tiny study (slow): push the outputs to a local DVC remote, pull
+them into a fresh clone (bit-identical checkpoints, nothing retrains), each eval cell carries its
+checkpoint's DVC hash; an unrelated config key reruns nothing; a code change in one stage reruns that
+stage's jobs only; a method's hyper-parameter reruns that method's training and what depends on it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from test_e2e import job_stats, reduced_config
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+pytestmark = pytest.mark.slow
+
+
+def sh(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
+    r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=3600, env=env)
+    assert not check or r.returncode == 0, f"{cmd}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    return r
+
+
+def clone(src: Path, dst: Path) -> Path:
+    sh(["git", "clone", "-q", str(src), str(dst)], cwd=src.parent)
+    (dst / ".venv").symlink_to(BIN.parent)
+    sh(["git", "config", "user.email", "t@t"], dst), sh(["git", "config", "user.name", "t"], dst)
+    return dst
+
+
+def smk(d: Path, *args: str, config: str = "study.yaml") -> subprocess.CompletedProcess:
+    return sh([str(BIN / "snakemake"), "--configfile", config, "--cores", "2", *args], d, check=False)
+
+
+def files(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_push_pull_and_cached_reruns(tmp_path):
+    a = clone(REPO, tmp_path / "a")
+    c = reduced_config()
+    c.pop("multi_agent", None)   # not part of these checks (and its pairs name models the reduction drops)
+    (a / "study.yaml").write_text(yaml.safe_dump(c, sort_keys=False))
+    r = smk(a, "all")
+    assert r.returncode == 0, r.stderr[-4000:]
+    assert "Nothing to be done" in smk(a, "-n", "all").stdout
+
+    # -- cached partial reruns (after a real run) ------------------------------------------------------
+    c2 = yaml.safe_load((a / "study.yaml").read_text())
+    c2["resources"]["default"]["mem_mb"] = 9999             # read by no stage
+    (a / "unrelated.yaml").write_text(yaml.safe_dump(c2, sort_keys=False))
+    r = smk(a, "-n", "all", config="unrelated.yaml")
+    assert "Nothing to be done" in r.stdout + r.stderr, r.stdout[-2000:]
+    c3 = yaml.safe_load((a / "study.yaml").read_text())
+    c3["methods"]["ppo"]["learning_rate"] = 1.0e-3          # one method's hyper-parameter
+    (a / "hyper.yaml").write_text(yaml.safe_dump(c3, sort_keys=False))
+    stats = job_stats((r := smk(a, "-n", "all", config="hyper.yaml")).stdout + r.stderr)
+    n = len(c["models"])
+    assert stats.get("train_single") == n and not any(k.startswith("train_group") for k in stats), stats
+    assert sum(v for k, v in stats.items() if k.startswith("evaluate")) == n and stats.get("tables") == 1, stats
+    assert all("method=ppo" in l for l in (r.stdout).splitlines() if "wildcards:" in l and "method=" in l)
+    tables_py = a / "ilr" / "report" / "tables.py"
+    original = tables_py.read_text()
+    tables_py.write_text(original + "\n# a code change in the tables stage\n")
+    stats = job_stats((r := smk(a, "-n", "all")).stdout + r.stderr)
+    assert set(stats) - {"all"} <= {"tables", "report", "latex_tables"} and stats.get("tables") == 1, stats
+    tables_py.write_text(original)
+    os.utime(tables_py, (0, 0))  # back to before the run: nothing to do again
+    assert "Nothing to be done" in smk(a, "-n", "all").stdout
+
+    # -- DVC: push from a, pull into a fresh clone b ----------------------------------------------------
+    remote = tmp_path / "remote"
+    sh([str(BIN / "dvc"), "remote", "modify", "--local", "local", "url", str(remote)], a)
+    sh(["make", "push"], a)
+    pointers = sorted((a / "results").rglob("*.dvc"))
+    finals = sorted((a / "results" / "runs").glob("*/*/seed*/*/final"))
+    assert finals and all(f.with_name("final.dvc") in pointers for f in finals)
+    sh(["git", "add", "-f", "study.yaml"], a)
+    sh(["git", "add", "results"], a)
+    sh(["git", "commit", "-qm", "results"], a)
+    committed = sh(["git", "ls-files", "results"], a).stdout.split()
+    assert set(committed) >= {p.relative_to(a).as_posix() for p in pointers}
+
+    # every eval cell of a trained model names the DVC hash of the checkpoint it evaluated
+    import json
+    for f in finals:
+        md5 = yaml.safe_load(f.with_name("final.dvc").read_text())["outs"][0]["md5"]
+        method, group, seed, model = f.parts[-5], f.parts[-4], f.parts[-3], f.parts[-2]
+        cells = list((a / "results" / "eval" / method / group / model / seed).glob("*.json"))
+        for cell in cells:
+            assert json.loads(cell.read_text())["summary"]["provenance"]["checkpoint_dvc_md5"] == md5, cell
+
+    b = clone(a, tmp_path / "b")
+    sh([str(BIN / "dvc"), "remote", "modify", "--local", "local", "url", str(remote)], b)
+    sh(["make", "pull", "SMK_ARGS=--configfile study.yaml"], b)
+    for f in finals:
+        rel = f.relative_to(a)
+        assert files(a / rel) == files(b / rel), f"{rel}: pulled checkpoint differs"
+    assert files(a / "results" / "eval") == files(b / "results" / "eval")
+    r = smk(b, "-n", "all")
+    assert "Nothing to be done" in r.stdout + r.stderr, r.stdout[-3000:]
