@@ -42,6 +42,7 @@ def reduced_config() -> dict:
         if "groups" in m:
             m["groups"] = ["group1"]
     c["methods"]["ilr_ratio"]["p"] = [0.0, 1.0]
+    c["multi_agent"].update(pairs=[keep], benchmark="arith")
     c["evaluation"].update(max_new_tokens=16, bootstrap=100, granularity="model")
     c["tables"] = {
         "main": {"benchmarks": ["arith", "arith_code"]},

@@ -64,6 +64,12 @@ def test_rollout_log_recomputes(warm_study, method):
     assert [m["step"] for m in metrics] == list(range(1, steps + 1))
     for n in MODELS:
         assert (out / n / "final" / "model.safetensors").is_file()
+    from ilr.report.curves import load_curves
+
+    curves = load_curves(out)  # what training_curve.png shows
+    assert (out / "training_curve.png").stat().st_size > 10_000
+    assert set(curves["reward"]) >= set(MODELS)
+    assert all(xs == list(range(1, steps + 1)) for xs, _ in curves["reward"].values())
 
 
 def weights(run_dir, name):

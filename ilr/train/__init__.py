@@ -39,6 +39,9 @@ def main(args: argparse.Namespace) -> int:
     except preempt.Interrupted as e:
         print(f"[ilr train] {e}", file=sys.stderr, flush=True)
         return e.exit_code
+    from ilr.report.curves import plot_training_curve
+
+    plot_training_curve(args.out_dir, title=f"{args.method} / {args.group} / seed {args.seed}")
     return 0
 
 
