@@ -437,6 +437,11 @@ def stage_spec(config: dict, stage: str, **ids) -> dict:
     c = config
     prompts = c["prompts"]
     if stage == "prepare_data":
+        part = ids.get("part")
+        if part == "train":
+            return {"data": c["data"]}
+        if part:
+            return {"benchmark": c["benchmarks"][part[len("bench/"):]]}
         return {"data": c["data"], "benchmarks": c["benchmarks"]}
     if stage == "build_model":
         m = c["models"][ids["model"]]

@@ -31,35 +31,47 @@ def split(records: list[dict], n_val: int, split_seed: int) -> tuple[list[dict],
     return order[:cut], order[cut:]
 
 
-def prepare(config: dict, out_dir: str | Path) -> dict:
+def prepare(config: dict, out_dir: str | Path, parts: list[str] | None = None) -> dict:
+    """Write the records of `parts` ("train": train.jsonl + val.jsonl; "bench/<name>": one benchmark;
+    default: all of them, plus manifest.json). One part per Snakemake job, so that a change to one
+    benchmark's config rewrites that file alone and reruns only what reads it."""
     out = Path(out_dir)
     from ilr.benchmarks import load_records
 
+    benchmarks = config.get("benchmarks") or {}
+    everything = parts is None
+    parts = ["train"] + [f"bench/{b}" for b in benchmarks] if everything else parts
     train_spec = dict(config["data"]["train"])
-    n_val = int(train_spec.get("n_val", 0))
-    split_seed = int(train_spec.get("split_seed", 0))
-    records = load_records({k: v for k, v in train_spec.items() if k not in SPLIT_KEYS})
-    train, val = split(records, n_val, split_seed)
-    files = {"train.jsonl": train, "val.jsonl": val}
-    for name, spec in (config.get("benchmarks") or {}).items():
-        files[f"bench/{name}.jsonl"] = load_records(spec)
-    manifest = {"files": {}, "data": {"train": train_spec}, "benchmarks": config.get("benchmarks") or {}}
+    files = {}
+    for part in parts:
+        if part == "train":
+            records = load_records({k: v for k, v in train_spec.items() if k not in SPLIT_KEYS})
+            train, val = split(records, int(train_spec.get("n_val", 0)), int(train_spec.get("split_seed", 0)))
+            files.update({"train.jsonl": train, "val.jsonl": val})
+        elif part.startswith("bench/") and part[len("bench/"):] in benchmarks:
+            files[f"{part}.jsonl"] = load_records(benchmarks[part[len("bench/"):]])
+        else:
+            raise ValueError(f"prepare-data: unknown part {part!r} (expected 'train' or 'bench/<name>' with "
+                             f"<name> one of config `benchmarks:` {sorted(benchmarks)})")
+    manifest = {"files": {}, "data": {"train": train_spec}, "benchmarks": benchmarks}
     for rel, rows in files.items():
         n = write_jsonl(out / rel, rows)
         manifest["files"][rel] = {"records": n, "sha256": sha256_file(out / rel)}
-    write_json(out / "manifest.json", manifest)
+    if everything:
+        write_json(out / "manifest.json", manifest)
     return manifest
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("--config", required=True, help="config YAML")
     parser.add_argument("--out-dir", required=True, help="output directory (R/data)")
+    parser.add_argument("--parts", nargs="+", help="only these: 'train' (train + val) or 'bench/<name>'")
 
 
 def main(args) -> int:
     from ilr.config import load
 
-    manifest = prepare(load(args.config), args.out_dir)
+    manifest = prepare(load(args.config), args.out_dir, args.parts)
     for rel, info in manifest["files"].items():
         print(f"{Path(args.out_dir) / rel}: {info['records']} records")
     return 0

@@ -99,7 +99,7 @@ CASES = [  # (rule in the DAG, rule in config `resources:`, wildcards, models)
     ("train_group_group3", "train_group", {"method": "ilr"}, ["qwen-7b", "qwen-14b"]),
     ("evaluate", "evaluate", {"run": "ilr/group1/qwen-7b", "bench": "math500"}, ["qwen-7b"]),
     ("evaluate", "evaluate", {"run": "ilr/group3/qwen-14b", "bench": "math500"}, ["qwen-14b"]),
-    ("prepare_data", "prepare_data", {}, []),
+    ("prepare_train", "prepare_data", {}, []),
     ("tables", "tables", {}, []),
 ]
 

@@ -49,7 +49,8 @@ def test_paper_dryrun_with_slurm_profile(tmp_path):
     cells = cfg.eval_cells(config)
     n_eval = sum(len(b) for b in cells.values())
     assert stats["evaluate"] == n_eval == 243  # granularity: cell
-    assert stats["prepare_data"] == 1 and stats["tables"] == 1 and stats["all"] == 1
+    assert stats["prepare_train"] == 1 and stats["prepare_benchmark"] == len(config["benchmarks"])
+    assert stats["tables"] == 1 and stats["all"] == 1
     assert stats["ability"] == 3 and stats["difficulty"] == 3
     assert "build_model" not in stats  # hub ids are not built
     assert stats["train_single"] == 6  # grpo, ppo x 3 models
@@ -178,7 +179,8 @@ def _specs(c: dict) -> dict:
         out[("build_model", model)] = cfg.stage_hash(c, "build_model", model=model)
     for g in c["groups"]:
         out[("difficulty", g)] = cfg.stage_hash(c, "difficulty", group=g)
-    out[("prepare_data",)] = cfg.stage_hash(c, "prepare_data")
+    for part in ["train"] + [f"bench/{b}" for b in c["benchmarks"]]:
+        out[("prepare_data", part)] = cfg.stage_hash(c, "prepare_data", part=part)
     out[("tables",)] = cfg.stage_hash(c, "tables")
     return out
 
@@ -217,9 +219,9 @@ def test_training_default_changes_every_training_only():
 def test_benchmark_change_reruns_only_its_evaluations():
     c = cfg.validate(_tiny())
     c2 = copy.deepcopy(c)
-    c2["benchmarks"]["arith_code"]["n"] = 50
+    c2["benchmarks"]["arith_code"]["n"] = 40
     changed = _changed(_specs(c), _specs(c2))
-    assert ("prepare_data",) in changed
+    assert {k for k in changed if k[0] == "prepare_data"} == {("prepare_data", "bench/arith_code")}
     evals = {k for k in changed if k[0] == "evaluate"}
     assert evals == {("evaluate",) + cell for cell, b in cfg.eval_cells(c).items() if "arith_code" in b}
     assert not any(k[0] in ("train", "ability", "difficulty", "build_model") for k in changed)

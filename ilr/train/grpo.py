@@ -30,6 +30,7 @@ def grpo_config(args: dict, seed: int, output_dir: Path, **overrides):
         lr_scheduler_type="constant",
         beta=args["beta"],
         epsilon=args["epsilon"],
+        scale_rewards=args.get("scale_rewards", "group"),
         temperature=args["temperature"],
         top_k=0,
         max_completion_length=args["max_new_tokens"],

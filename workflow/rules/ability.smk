@@ -5,7 +5,7 @@ rule ability:
     input:
         code("ability"),
         model=lambda wc: model_input(wc.model),
-        val=ancient(VAL),
+        val=VAL,
     output:
         ability_file("{model}"),
     wildcard_constraints:
@@ -26,7 +26,7 @@ rule difficulty:
     input:
         code("difficulty"),
         models=lambda wc: [p for m in config["groups"][wc.group] for p in model_input(m)],
-        train=ancient(TRAIN),
+        train=TRAIN,
     output:
         table=difficulty_file("{group}"),
         figure=report(difficulty_figure("{group}"), caption="../report/difficulty.rst", category="Figures",

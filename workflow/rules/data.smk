@@ -1,4 +1,7 @@
-# Data preparation (one job: training/validation records and every benchmark) and the tiny base models.
+# Data preparation (one job for the training/validation records, one per benchmark) and the tiny base models.
+# One job per file, so a change to one benchmark's config rewrites that file alone; downstream jobs
+# then rerun through plain mtimes (no : Snakemake masks the jobs below a job that must
+# rerun and would miss their own params changes behind an  edge).
 
 
 def _local_data_files():
@@ -6,24 +9,43 @@ def _local_data_files():
     return sorted({s["path"] for s in specs if "path" in s and os.path.exists(s["path"])})
 
 
-rule prepare_data:
+rule prepare_train:
     input:
         code("prepare_data"),
         _local_data_files(),
     output:
         TRAIN,
         VAL,
-        [bench_file(b) for b in config["benchmarks"]],
     params:
-        spec=spec("prepare_data"),
+        spec=spec("prepare_data", part="train"),
         cfg=EFFECTIVE,
     log:
-        f"{LOGS}/prepare_data.log",
+        f"{LOGS}/prepare_data/train.log",
     threads: job_threads("prepare_data")
     resources:
         **job_resources("prepare_data"),
     shell:
-        "OMP_NUM_THREADS={threads} {ILR} prepare-data --config {params.cfg} --out-dir {DATA} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} {ILR} prepare-data --config {params.cfg} --out-dir {DATA} --parts train > {log} 2>&1"
+
+
+rule prepare_benchmark:
+    input:
+        code("prepare_data"),
+        _local_data_files(),
+    output:
+        bench_file("{bench}"),
+    wildcard_constraints:
+        bench=alt(config["benchmarks"]),
+    params:
+        spec=lambda wc: spec("prepare_data", part=f"bench/{wc.bench}"),
+        cfg=EFFECTIVE,
+    log:
+        f"{LOGS}/prepare_data/{{bench}}.log",
+    threads: job_threads("prepare_data")
+    resources:
+        **job_resources("prepare_data"),
+    shell:
+        "OMP_NUM_THREADS={threads} {ILR} prepare-data --config {params.cfg} --out-dir {DATA} --parts bench/{wildcards.bench} > {log} 2>&1"
 
 
 # Models with a `build:` entry (the tiny default) are built into models.<name>.path; hub ids have no rule.

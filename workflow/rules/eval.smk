@@ -69,7 +69,7 @@ if GRANULARITY == "cell":
         input:
             code("evaluate"),
             model=eval_model_input,
-            data=lambda wc: ancient(bench_file(wc.bench)),
+            data=lambda wc: bench_file(wc.bench),
         output:
             f"{R}/eval/{{run}}/seed{{seed}}/{{bench}}.json",
         wildcard_constraints:
@@ -100,7 +100,7 @@ else:
             input:
                 code("evaluate"),
                 model=eval_model_input,
-                data=[ancient(bench_file(b)) for b in _bl],
+                data=[bench_file(b) for b in _bl],
             output:
                 [f"{R}/eval/{{run}}/seed{{seed}}/{b}.json" for b in _bl],
             wildcard_constraints:

@@ -23,7 +23,7 @@ rule multi_agent:
     input:
         code("multi_agent"),
         models=lambda wc: [p for m in MA_PAIRS[wc.pair] for p in model_input(m)],
-        data=lambda wc: ancient(bench_file(wc.bench)),
+        data=lambda wc: bench_file(wc.bench),
     output:
         multi_agent_file("{pair}", "{bench}"),
     wildcard_constraints:

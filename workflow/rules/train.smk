@@ -35,7 +35,7 @@ rule train_single:
     input:
         code("train"),
         model=lambda wc: model_input(wc.model),
-        train=ancient(TRAIN),
+        train=TRAIN,
     output:
         directory(final_dir("{method}", "{model}", "{seed}", "{model}")),
     wildcard_constraints:
@@ -74,7 +74,7 @@ for _group, _members in config["groups"].items():
         input:
             code("train"),
             models=[p for m in _members for p in model_input(m)],
-            train=ancient(TRAIN),
+            train=TRAIN,
             ability=[ability_file(m) for m in _members],
             difficulty=_difficulty_input(_group),
         output:
