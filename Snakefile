@@ -4,7 +4,7 @@
 # Layout: workflow/rules/common.smk (validation, paths, helpers), data.smk (prepare_data, build_model),
 # ability.smk (ability, difficulty), train.smk (train_single, train_group_<group>), eval.smk (evaluate or
 # evaluate_model*), multi_agent.smk (multi-agent inference), report.smk (tables, HTML report). Every job
-# runs `python -m ilr <stage>` (CONTRACT.md).
+# runs `python -m ilr <stage>` (ilr/__main__.py lists the stages).
 
 # the tiny default, unless `--configfile` names another study (which then replaces it: common.smk)
 if not workflow.config_settings.configfiles:

@@ -5,8 +5,15 @@
   {source: gsm8k, path: /data/gsm8k/test.jsonl}     a local JSONL, JSON (a list, or {"data": [...]}) or Parquet file
   {source: tiny_arith, n: 200, seed: 101, params: {...}}   generated (ilr.tiny.task.generate)
   optional `n`: with `seed`, a seeded sample of n rows (kept in file order); without, the first n.
-Records follow the contract's schema: id, question, answer, kind, benchmark, tests, test_setup,
-options, metadata (the source fields not otherwise used, e.g. level, subject, solution).
+Every dataset of the study (training, validation, benchmarks) is a JSON Lines file of records:
+  id          str, unique in its file
+  question    str (for code: the task and its tests; for choice: without the options)
+  answer      str: the gold answer; for choice the gold LETTER; for code the reference program
+  kind        "math" | "code" | "choice"   (picks the grader, ilr.grading)
+  benchmark   str: the registry source name (picks the extraction rules, e.g. gsm8k's `#### N`)
+  tests       list[str] of assert lines (code)     test_setup  str (code, may be "")
+  options     list[str] (choice)
+  metadata    dict: the source fields not otherwise used (e.g. level, subject, solution)
 
 Gold answers (the local file layouts are described in shared/data/SOURCES.md):
   gsm8k          the N of the final `#### N` line of `answer` (thousands commas removed)

@@ -1,6 +1,6 @@
 """Generated tiny tasks: multi-step integer arithmetic as math, code and multiple-choice records.
 
-`generate(source, n, seed, **params) -> list[record]` (record schema of CONTRACT.md) for
+`generate(source, n, seed, **params) -> list[record]` (the record schema of ilr/benchmarks.py) for
   tiny_arith  (math)   question "3+4-2", solution "3+4=7,7-2=5 \\boxed{5}", answer "5"
   tiny_code   (code)   question "f(x)=x+3+4-2", solution "def f(x):\\n # 3+4=7,7-2=5\\n return x+5",
                        answer = reference program "def f(x):\\n return x+3+4-2", tests "assert f(2)==7"

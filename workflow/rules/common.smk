@@ -74,7 +74,7 @@ def spec(stage, **ids):
     return sha256_json(ilrcfg.stage_spec(config, stage, **ids))
 
 
-# ---- paths (CONTRACT.md)
+# ---- paths (README: "Where the outputs land")
 DATA = f"{R}/data"
 TRAIN = f"{DATA}/train.jsonl"
 VAL = f"{DATA}/val.jsonl"
