@@ -102,6 +102,7 @@ def warm_study(tmp_path, tiny_config, warm_models):
         cfg["models"][name] = {"path": str(path), "size": "small"}
     cfg["models"].pop("tiny-qwen-l")
     cfg["groups"] = {"group1": ["tiny-llama", "tiny-qwen-s"]}
+    cfg["multi_agent"]["pairs"] = [["tiny-llama", "tiny-qwen-s"]]
     for m in ("ilr", "ilr_di_only", "ilr_pc_only", "ilr_ratio"):
         cfg["methods"][m]["groups"] = ["group1"]
     cfg["training"].update(steps=4, questions_per_step=4, num_generations=4, max_new_tokens=24, save_steps=2)
