@@ -39,7 +39,7 @@ import string
 from pathlib import Path
 from typing import Any, Callable
 
-from ilr.io import DataError, read_jsonl
+from ilr.io import DataError, iter_jsonl, read_jsonl
 
 LETTERS = string.ascii_uppercase
 
@@ -213,19 +213,7 @@ def _read_file(path: Path) -> list[tuple[str, dict]]:
         raise DataError(f"{path}: file not found")
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".ndjson"):
-        rows = []
-        with open(path, encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DataError(f"{path}, line {lineno}: not valid JSON ({e.msg}); is the file truncated?") from e
-                if not isinstance(row, dict):
-                    raise DataError(f"{path}, line {lineno}: expected a JSON object, got {type(row).__name__}")
-                rows.append((f"line {lineno}", row))
-        return rows
+        return [(f"line {lineno}", row) for lineno, row in iter_jsonl(path)]
     if suffix == ".json":
         try:
             data = json.loads(path.read_text(encoding="utf-8"))

@@ -56,10 +56,9 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> int:
     return n
 
 
-def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    """Read a JSON Lines file; a bad or truncated line fails with the file name and line number."""
+def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
+    """(line number, object) of a JSON Lines file; a bad or truncated line fails with the file and line."""
     path = Path(path)
-    rows = []
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
@@ -70,8 +69,11 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
                 raise DataError(f"{path}, line {lineno}: not valid JSON ({e.msg}); is the file truncated?") from e
             if not isinstance(row, dict):
                 raise DataError(f"{path}, line {lineno}: expected a JSON object, got {type(row).__name__}")
-            rows.append(row)
-    return rows
+            yield lineno, row
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    return [row for _, row in iter_jsonl(path)]
 
 
 def append_jsonl(path: str | os.PathLike, row: dict) -> None:
