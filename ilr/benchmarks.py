@@ -39,7 +39,7 @@ import string
 from pathlib import Path
 from typing import Any, Callable
 
-from ilr.io import DataError, iter_jsonl, read_jsonl
+from ilr.io import DataError, iter_jsonl
 
 LETTERS = string.ascii_uppercase
 
