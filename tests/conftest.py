@@ -84,7 +84,7 @@ def warm_models(tmp_path_factory, tiny_config) -> dict[str, Path]:
     cfg = copy.deepcopy(tiny_config)
     out = {}
     for name in ("tiny-llama", "tiny-qwen-s"):
-        cfg["models"][name]["build"]["warmup_steps"] = 120
+        cfg["models"][name]["build"]["warmup_steps"] = 600
         build_model(cfg, name, root / name, threads=1, log=lambda *a, **k: None)
         out[name] = root / name
     return out
@@ -109,7 +109,7 @@ def warm_study(tmp_path, tiny_config, warm_models):
     cfg["tables"]["ablation"]["rows"] = [["tiny-llama", "group1"], ["tiny-qwen-s", "group1"]]
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    records = generate("tiny_arith", 32, 7, min_steps=1, max_steps=1, max_operand=5)
+    records = generate("tiny_arith", 32, 7, min_steps=1, max_steps=1, max_operand=3)
     write_jsonl(tmp_path / "train.jsonl", records)
     # gamma 0.3 and 0.6; half the questions very hard (D = 1), half very easy (D = 0): both types occur
     for name, g in (("tiny-llama", 0.3), ("tiny-qwen-s", 0.6)):
