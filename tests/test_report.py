@@ -99,7 +99,7 @@ def test_tables_from_fake_evals(tmp_path, tiny_config):
     assert float(r["Avg_ci_low"]) <= float(r["Avg"]) <= float(r["Avg_ci_high"])
     coop = list(csv.DictReader(open(tmp_path / "tables" / "coop_ratio.csv")))
     assert [r["row"] for r in coop if r["model"] == "tiny-llama"][-1] == "IRT"
-    assert len(coop) == 2 * 7
+    assert len(coop) == 2 * (len(tiny_config["methods"]["ilr_ratio"]["p"]) + 1)  # 2 models x (each p, IRT)
     ab = list(csv.DictReader(open(tmp_path / "tables" / "ablation.csv")))
     assert {r["row"] for r in ab} == {"Full ILR", "DI-only", "PC-only"}
     assert (tmp_path / "figures" / "coop_ratio.png").read_bytes()[:4] == b"\x89PNG"
