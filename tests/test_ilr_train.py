@@ -20,7 +20,7 @@ from ilr.io import read_jsonl
 MODELS = ("tiny-llama", "tiny-qwen-s")
 
 
-@pytest.mark.parametrize("method", ["ilr", "ilr_di_only", "ilr_pc_only", "ilr_ratio_p0.4"])
+@pytest.mark.parametrize("method", ["ilr", "ilr_di_only", "ilr_pc_only", "ilr_ratio_p0.5"])
 def test_rollout_log_recomputes(warm_study, method):
     cfg, config_path, d = warm_study
     out = d / "run"
@@ -52,8 +52,8 @@ def test_rollout_log_recomputes(warm_study, method):
             assert r["rule"] == "none" and r["interaction"] is None and r["difficulty"] is None
             assert all(set(m["completions"]) == {"fusion"} for m in models.values())
         else:
-            assert r["rule"] == "ratio" and r["p"] == 0.4 and r["difficulty"] is None
-            assert r["interaction"] == ratio_type(0.4, 0, r["question_id"])
+            assert r["rule"] == "ratio" and r["p"] == 0.5 and r["difficulty"] is None
+            assert r["interaction"] == ratio_type(0.5, 0, r["question_id"])
         if r["interaction"] is not None:
             assert all(set(m["completions"]) == {"sharing", "analysis", "fusion"} for m in models.values())
         assert all(len(m["completions"]["fusion"]) == G for m in models.values())
