@@ -269,11 +269,9 @@ def test_paper_numbers_side_by_side(tmp_path):
 PROVENANCE = ("git_commit", "config_hash", "data_sha256", "checkpoint_sha256", "seed", "decoding")
 
 
-def test_eval_outputs_carry_provenance(tmp_path, study):
-    """`python -m ilr evaluate` on a random-init model: every cell names where it came from."""
-    from conftest import run_ilr
-
-    from ilr.io import sha256_file, write_jsonl
+def short_study(tmp_path, study):
+    """The study config with 8-token decoding, and a data dir holding a 4-question arith benchmark."""
+    from ilr.io import write_jsonl
     from ilr.tiny.task import generate
 
     config, config_path = study
@@ -281,6 +279,17 @@ def test_eval_outputs_carry_provenance(tmp_path, study):
     config_path.write_text(yaml.safe_dump(config))
     data = tmp_path / "data"
     write_jsonl(data / "bench" / "arith.jsonl", generate("tiny_arith", 4, 1, min_steps=1, max_steps=1, max_operand=5))
+    return config, config_path, data
+
+
+def test_eval_outputs_carry_provenance(tmp_path, study):
+    """`python -m ilr evaluate` on a random-init model: every cell names where it came from."""
+    from conftest import run_ilr
+
+    from ilr.io import sha256_file, write_jsonl
+    from ilr.tiny.task import generate
+
+    config, config_path, data = short_study(tmp_path, study)
     write_jsonl(data / "bench" / "arith_choice.jsonl", generate("tiny_choice", 3, 2))
     model = config["models"]["tiny-llama"]["path"]
     out = tmp_path / "eval" / "base" / "none" / "tiny-llama" / "seed0"
@@ -303,14 +312,7 @@ def test_multi_agent_output_carries_provenance(tmp_path, study):
     """`python -m ilr multi-agent` on random-init models (~20 s of CPU: 12 generation passes)."""
     from conftest import run_ilr
 
-    from ilr.io import write_jsonl
-    from ilr.tiny.task import generate
-
-    config, config_path = study
-    config["evaluation"]["max_new_tokens"] = 8
-    config_path.write_text(yaml.safe_dump(config))
-    data = tmp_path / "data"
-    write_jsonl(data / "bench" / "arith.jsonl", generate("tiny_arith", 4, 1, min_steps=1, max_steps=1, max_operand=5))
+    config, config_path, data = short_study(tmp_path, study)
     ma = tmp_path / "ma.json"
     r = run_ilr("multi-agent", "--config", str(config_path), "--models", "tiny-llama", "tiny-qwen-l",
                 "--benchmark", "arith", "--data-dir", str(data), "--out", str(ma))
