@@ -93,3 +93,50 @@ def test_single_agent_saves_on_signal_and_resumes(warm_study, method):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     a, b = weights(straight / model / "final"), weights(stopped / model / "final")
     assert all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ"
+
+
+def test_members_restore_rng_state_concurrently(tmp_path):
+    """The m members of a group resume in m threads; transformers' RNG-state load allowlists numpy for
+    torch.load through a process-wide set that each thread enters and leaves. Unserialised, one thread's
+    exit pulls the allowlist from under another's load (seen in CI, about 1 load in 600; forced here by
+    switching threads every microsecond, where it fails about 1 load in 8)."""
+    import random
+    import threading
+
+    import numpy as np
+    from trl import GRPOConfig
+
+    from ilr.train.ilr import member_trainer_class
+
+    checkpoint = tmp_path / "checkpoint-2"
+    checkpoint.mkdir()
+    # the state transformers' Trainer._save_rng_state writes on a CPU machine
+    torch.save({"python": random.getstate(), "numpy": np.random.get_state(), "cpu": torch.random.get_rng_state()},
+               checkpoint / "rng_state.pth")
+    cls = member_trainer_class()
+    members = []
+    for _ in range(3):
+        member = cls.__new__(cls)   # only the RNG restore is exercised: no model, no dataset
+        member.args = GRPOConfig(output_dir=str(tmp_path / "out"), use_cpu=True, report_to=[])
+        members.append(member)
+
+    errors = []
+
+    def resume(member):
+        for _ in range(200):
+            try:
+                member._load_rng_state(str(checkpoint))
+            except Exception as e:  # noqa: BLE001 - collected and asserted below
+                errors.append(e)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=resume, args=(m,)) for m in members]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert not errors, f"{len(errors)} of 600 concurrent RNG restores failed: {errors[0]}"

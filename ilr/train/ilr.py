@@ -15,7 +15,8 @@ and each trainer takes back its own share: its Fusion prompt ids, its G completi
 their (calibrated) rewards, from which TRL computes group-relative advantages and the GRPO loss as
 usual. Nothing of TRL's optimisation loop is rewritten; the custom pieces are the rollout and one
 override (`_prepare_inputs` without TRL's in-batch shuffle, which would make the member threads draw
-on the shared global RNG in a racy order and break bit-identical resumes).
+on the shared global RNG in a racy order and break bit-identical resumes) and one lock (around
+transformers' RNG-state load on resume, whose torch.load allowlist is process-wide, not per thread).
 """
 
 from __future__ import annotations
@@ -158,6 +159,9 @@ class GroupCoordinator:
         append_jsonl(self.run_dir / "metrics.jsonl", metrics)
 
 
+_RNG_LOAD_LOCK = threading.Lock()
+
+
 def member_trainer_class():
     from trl import GRPOTrainer
 
@@ -170,6 +174,14 @@ def member_trainer_class():
             # One generation per optimizer step (steps_per_generation = num_iterations = 1): the whole
             # generation batch is the step's batch, so TRL's in-batch shuffle would only permute it.
             return self._generate_and_score_completions(generation_batch)
+
+        def _load_rng_state(self, checkpoint):
+            # transformers allowlists numpy's globals for torch.load by entering and leaving
+            # torch.serialization.safe_globals, which edits one process-wide set: when two members
+            # resume at once, one thread's exit removes the allowlist under the other's load
+            # ("Unsupported global: numpy._core.multiarray._reconstruct"). One member at a time.
+            with _RNG_LOAD_LOCK:
+                return super()._load_rng_state(checkpoint)
 
     return ILRMemberTrainer
 
