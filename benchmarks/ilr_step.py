@@ -7,8 +7,9 @@ completions for every model), which the member waits for at the coordinator's ba
 
     python benchmarks/ilr_step.py [--models results/models/tiny-llama results/models/tiny-qwen-s]
 
-Idea3 generates about (G + 2) / G times the tokens of GRPO: that ratio is the floor. Last line:
-`ratio X.XX` (ILR step over the m GRPO steps).
+Idea3 generates about (G + 2) / G times the tokens of GRPO: that ratio is the floor (with
+`--stages sharing,fusion`, G solo answers per model too: (2G + 1) / G, and twice the completions to
+train on). Last line: `ratio X.XX` (ILR step over the m GRPO steps).
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--questions", type=int, default=8, help="questions per step")
     ap.add_argument("--G", type=int, default=4)
+    ap.add_argument("--stages", default="fusion", choices=["fusion", "sharing,fusion"],
+                    help="training.train_stages of the ILR run (default: the paper's, fusion)")
     a = ap.parse_args()
 
     import torch
@@ -59,7 +62,7 @@ def main() -> None:
     config["groups"] = {"bench": names}
     config["methods"]["ilr"]["groups"] = ["bench"]
     config["training"].update(steps=a.steps, questions_per_step=a.questions, num_generations=a.G,
-                              save_steps=10 ** 6)
+                              save_steps=10 ** 6, train_stages=a.stages.split(","))
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         records = generate("tiny_arith", a.steps * a.questions, 11, **config["data"]["train"]["params"])
@@ -82,13 +85,16 @@ def main() -> None:
                             text=True).stdout.strip()
     m, G = len(names), a.G
     print(f"date {datetime.date.today()}  commit {commit}  torch threads 1  steps {a.steps} "
-          f"(median of the last {a.steps - 1})  questions/step {a.questions}  G {G}")
+          f"(median of the last {a.steps - 1})  questions/step {a.questions}  G {G}  train_stages {a.stages}")
     print(f"{'':28s}{'seconds/step':>14s}")
     for n in names:
         print(f"GRPO {n:23s}{grpo[n]:14.3f}")
     print(f"GRPO, all {m} models{'':9s}{sum(grpo.values()):14.3f}")
     print(f"ILR, group of {m}{'':11s}{ilr:14.3f}")
-    print(f"token floor (G + 2) / G = {(G + 2) / G:.2f}")
+    if a.stages == "fusion":
+        print(f"token floor (G + 2) / G = {(G + 2) / G:.2f}")
+    else:
+        print(f"token floor (2G + 1) / G = {(2 * G + 1) / G:.2f}")
     print(f"ratio {ilr / sum(grpo.values()):.2f}")
 
 

@@ -202,6 +202,9 @@ def check(config: dict, source: str = "<config>") -> None:
                 fail(f"tables.{tname}.average[{i}]", f"{c!r} is not a column of tables.{tname}.benchmarks {cols}")
     main = tables["main"]
     check_columns("tables.main.benchmarks", main["benchmarks"])
+    if "vs_base" in main and main["vs_base"] not in column_names(main["benchmarks"]):
+        fail("tables.main.vs_base", f"{main['vs_base']!r} is not a column of tables.main.benchmarks "
+                                    f"{column_names(main['benchmarks'])}")
     for i, mname in enumerate(main.get("methods", [])):
         if mname not in methods or methods[mname]["trainer"] not in SINGLE_TRAINERS:
             fail(f"tables.main.methods[{i}]", f"{mname!r} is not a single-agent (grpo/ppo) method of `methods:`")

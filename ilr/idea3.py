@@ -7,6 +7,8 @@ For each question, in the question's interaction mode (cooperation or competitio
    gives `n_fusion` final solutions.
 A question whose mode is None gets no interaction: its "fusion" completions are solo answers to the
 solve prompt (the PC-only ablation and single-agent inference).
+With `n_sharing` > 1 (training with `train_stages: [sharing, fusion]`), Sharing draws that many
+solo answers for every question, the first of which is the idea the peers read.
 Each stage is one batched generation per model over all questions of the step.
 """
 
@@ -20,18 +22,21 @@ from ilr.prompts import PromptSet, as_model_input
 
 @dataclass
 class Idea3Output:
-    sharing: str | None = None
+    sharing: str | None = None       # the idea shown to the peers
+    sharing_samples: list[Sample] = field(default_factory=list)
     analysis: str | None = None
     fusion_prompt: str = ""          # the text the model was conditioned on for its final answers
     fusion: list[Sample] = field(default_factory=list)
 
 
 def run_idea3(members: dict, prompt_set: PromptSet, records: list[dict], modes: list[str | None],
-              n_fusion: int, temperature: float, max_new_tokens: int) -> dict[str, list[Idea3Output]]:
+              n_fusion: int, temperature: float, max_new_tokens: int,
+              n_sharing: int = 1) -> dict[str, list[Idea3Output]]:
     """members: name -> (model, tokenizer). Returns, per model, one Idea3Output per record."""
     names = list(members)
     out = {n: [Idea3Output() for _ in records] for n in names}
     interacting = [q for q, mode in enumerate(modes) if mode is not None]
+    shared = range(len(records)) if n_sharing > 1 else interacting
 
     def generate(name: str, texts: list[str], n: int) -> list[list[Sample]]:
         model, tokenizer = members[name]
@@ -41,10 +46,12 @@ def run_idea3(members: dict, prompt_set: PromptSet, records: list[dict], modes: 
     def peers_of(name: str, q: int, stage: str) -> list[str]:
         return [getattr(out[o][q], stage) for o in names if o != name]
 
-    if interacting:
+    if shared:
         for name in names:  # 1. Sharing
-            for q, s in zip(interacting, generate(name, [prompt_set.solve(records[q]) for q in interacting], 1)):
+            for q, s in zip(shared, generate(name, [prompt_set.solve(records[q]) for q in shared], n_sharing)):
+                out[name][q].sharing_samples = s
                 out[name][q].sharing = s[0].text
+    if interacting:
         for name in names:  # 2. Analysis
             texts = [prompt_set.analysis(modes[q], records[q], out[name][q].sharing, peers_of(name, q, "sharing"))
                      for q in interacting]

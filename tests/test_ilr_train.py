@@ -10,6 +10,7 @@ import time
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
 from conftest import REPO, run_ilr, train_args
@@ -50,7 +51,7 @@ def test_rollout_log_recomputes(warm_study, method):
             assert r["interaction"] == irt_type(P, cfg["interaction"]["irt_rule"])
         elif method == "ilr_pc_only":
             assert r["rule"] == "none" and r["interaction"] is None and r["difficulty"] is None
-            assert all(set(m["completions"]) == {"fusion"} for m in models.values())
+            assert all("analysis" not in m["completions"] for m in models.values())   # no interaction
         else:
             assert r["rule"] == "ratio" and r["p"] == 0.5 and r["difficulty"] is None
             assert r["interaction"] == ratio_type(0.5, 0, r["question_id"])
@@ -101,3 +102,46 @@ def test_killed_run_resumes_to_identical_weights(warm_study):
         base = load_file(str(cfg["models"][n]["path"] + "/model.safetensors"))
         assert not all(torch.equal(a[k], base[k]) for k in a), f"{n}: training did not move the weights"
     assert read_jsonl(straight / "rollouts.jsonl") == read_jsonl(killed / "rollouts.jsonl")
+
+
+@pytest.mark.parametrize("stages", [["fusion"], ["sharing", "fusion"]])
+def test_trained_stages(warm_study, stages):
+    """What TRL trains on is what the rollout log says: the G Fusion completions per question, and with
+    train_stages [sharing, fusion] also G solo (Sharing) answers per question, calibrated against the
+    peers' Sharing answers, the first of which is the idea the peers read."""
+    from ilr.train.common import rule_reward
+
+    cfg, config_path, d = warm_study
+    cfg["training"]["train_stages"] = stages
+    config_path.write_text(yaml.safe_dump(cfg))
+    out = d / "run"
+    proc = run_ilr(*train_args(d, config_path, "ilr", out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = {r["id"]: r for r in read_jsonl(d / "train.jsonl")}
+    rows = read_jsonl(out / "rollouts.jsonl")
+    assert len(rows) == 4 * 4
+    trained = [[x for r in rows if r["step"] == step for x in r["models"][n]["calibrated"]
+                + (r["models"][n]["sharing"]["calibrated"] if "sharing" in stages else [])]
+               for n in MODELS for step in range(1, 5)]
+    assert all(len(t) == len(stages) * 4 * 4 for t in trained)
+    for i, n in enumerate(MODELS):   # TRL's logged mean reward is over exactly those completions
+        log = [json.loads(line) for line in (out / n / "trainer_log.jsonl").read_text().splitlines()]
+        logged = [row["reward"] for row in log if "reward" in row]
+        assert logged == pytest.approx([sum(t) / len(t) for t in trained[4 * i:4 * i + 4]], abs=1e-5)
+    if stages == ["fusion"]:
+        assert all("sharing" not in m for r in rows for m in r["models"].values())
+        return
+    varied = False
+    for r in rows:
+        raw = {n: m["sharing"]["rewards"] for n, m in r["models"].items()}
+        expected = calibrate(raw, cfg["training"]["calibration_eps"])
+        for n, m in r["models"].items():
+            sharing = m["sharing"]
+            assert len(sharing["completions"]) == 4
+            assert sharing["rewards"] == [rule_reward(records[r["question_id"]], t) for t in sharing["completions"]]
+            assert sharing["calibrated"] == pytest.approx(expected[n])
+            assert m["completions"]["sharing"] == sharing["completions"][0]   # the idea the peers read
+            assert len(m["completions"]["fusion"]) == 4
+        varied |= any(len(set(v)) > 1 for v in raw.values())
+    assert varied, "no question had varied Sharing rewards: the test proves nothing"
+    assert all(f"{n}/sharing_reward" in m for m in read_jsonl(out / "metrics.jsonl") for n in MODELS)

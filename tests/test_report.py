@@ -220,6 +220,41 @@ def test_main_table_p_value_against_scipy(tmp_path, tiny_config):
     assert abs(float(r["p_value"]) - p_scipy) < 0.02
 
 
+def test_trained_rows_against_base_on_the_in_distribution_column(tmp_path, tiny_config):
+    """tables.main.vs_base: each trained row's Δ on that column against Base, with the paired
+    difference's 95% CI and p, recomputed with scipy from the eval files."""
+    import numpy as np
+    from scipy import stats
+
+    c = tiny_config
+    assert c["tables"]["main"]["vs_base"] == "arith"
+    c["evaluation"]["bootstrap"] = 20000
+    fake_evals(c, tmp_path / "eval")
+    tables.write_tables(c, tmp_path / "eval", tmp_path / "tables", tmp_path / "figures")
+    rows = list(csv.DictReader(open(tmp_path / "tables" / "main.csv")))
+    assert all(r["delta_vs_base"] == "" for r in rows if r["row"] == "Base")
+    assert all(r["delta_vs_base"] != "" for r in rows if r["row"] != "Base")
+
+    def vec(method, group):
+        obj = json.loads((tmp_path / "eval" / method / group / "tiny-qwen-s" / "seed0" / "arith.json").read_text())
+        return {x["id"]: float(x["correct"]) for x in obj["records"]}
+
+    r = next(x for x in rows if x["model"] == "tiny-qwen-s" and x["row"] == "GRPO")
+    va, vb = vec("grpo", "tiny-qwen-s"), vec("base", "none")
+    ids = sorted(va)
+    a, b = np.array([va[i] for i in ids]), np.array([vb[i] for i in ids])
+    assert float(r["delta_vs_base"]) == pytest.approx(100 * (a - b).mean(), abs=1e-3)
+    res = stats.bootstrap((a, b), lambda x, y, axis=-1: x.mean(axis=axis) - y.mean(axis=axis), paired=True,
+                          vectorized=True, n_resamples=20000, method="percentile",
+                          random_state=np.random.default_rng(11))
+    assert float(r["delta_vs_base_ci_low"]) == pytest.approx(100 * res.confidence_interval.low, abs=2.0)
+    assert float(r["delta_vs_base_ci_high"]) == pytest.approx(100 * res.confidence_interval.high, abs=2.0)
+    p_scipy = float(np.mean(np.abs(res.bootstrap_distribution - (a - b).mean()) >= abs((a - b).mean()) - 1e-12))
+    assert abs(float(r["p_vs_base"]) - p_scipy) < 0.02
+    md = (tmp_path / "tables" / "main.md").read_text()
+    assert "Δ arith vs Base [95% CI] (p)" in md and "in-distribution" in md
+
+
 def test_several_seeds_show_spread_and_seed_test(tmp_path, tiny_config):
     c = tiny_config
     c["seeds"] = [0, 1, 2]

@@ -128,6 +128,14 @@ def _break_p(c):
     c["methods"]["ilr_ratio"]["p"] = [0.0, 1.5]
 
 
+def _break_vs_base(c):
+    c["tables"]["main"]["vs_base"] = "arith_easy"
+
+
+def _break_stages(c):
+    c["training"]["train_stages"] = ["analysis", "fusion"]
+
+
 BROKEN = [
     (_break_trainer, "methods.ilr.trainer", "ilrr"),
     (_break_model_path, "models.tiny-llama.path", "neither an existing directory"),
@@ -135,6 +143,8 @@ BROKEN = [
     (_break_group, "groups.group1[1]", "unknown model 'tiny-gpt'"),
     (_break_table, "tables.main.benchmarks[4]", "unknown benchmark 'aime99'"),
     (_break_p, "methods.ilr_ratio.p", "1.5"),
+    (_break_vs_base, "tables.main.vs_base", "'arith_easy' is not a column"),
+    (_break_stages, "training.train_stages", "is not one of"),
 ]
 
 

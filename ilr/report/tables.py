@@ -181,6 +181,8 @@ def build_table(config: dict, store: EvalStore, table: str) -> list[dict]:
                     "avg_cols": list(avg_cols)})
     if table == "main":
         add_paired_tests(config, out, resamples)
+        if spec.get("vs_base"):
+            add_base_tests(config, out, spec["vs_base"], resamples)
     return out
 
 
@@ -218,18 +220,19 @@ def paired_seed_p(a: list[float], b: list[float]) -> tuple[float, float]:
     return float(d.mean()), float(stats.ttest_rel(a, b).pvalue)
 
 
-def compare(config: dict, row: dict, base: dict, resamples: int) -> dict:
-    """Δ Avg (row - base) and the paired test's p-value (see the module docstring)."""
+def compare(config: dict, row: dict, base: dict, resamples: int, cols: list[str] | None = None) -> dict:
+    """Δ (row - base) on the mean of `cols` (default: the Avg columns) and the paired test's p-value
+    (see the module docstring)."""
+    cols = cols or row["avg_cols"]
     common = [s for s in row["seeds"] if s in base["seeds"]]
     if len(common) >= 2:
-        ia = [row["seeds"].index(s) for s in common]
-        ib = [base["seeds"].index(s) for s in common]
-        d, p = paired_seed_p([row["cells"]["Avg"]["per_seed"][i] for i in ia],
-                             [base["cells"]["Avg"]["per_seed"][i] for i in ib])
+        def per_seed(r, seeds):
+            return [float(np.mean([r["cells"][c]["per_seed"][r["seeds"].index(s)] for c in cols])) for s in seeds]
+        d, p = paired_seed_p(per_seed(row, common), per_seed(base, common))
         return {"delta": d, "p": p, "test": f"paired t-test over seeds {' '.join(map(str, common))}"}
     sa, sb = (common[0], common[0]) if common else (row["seeds"][0], base["seeds"][0])
     pairs = []
-    for name in row["avg_cols"]:
+    for name in cols:
         ca, cb = row["cells"][name], base["cells"][name]
         qa = dict(zip(ca["keys"], ca["per_seed_q"][ca["seeds"].index(sa)]))
         qb = dict(zip(cb["keys"], cb["per_seed_q"][cb["seeds"].index(sb)]))
@@ -255,6 +258,28 @@ def add_paired_tests(config: dict, rows: list[dict], resamples: int) -> None:
                 r["test"] = {"vs": best["label"], **compare(config, r, best, resamples)}
 
 
+def add_base_tests(config: dict, rows: list[dict], column: str, resamples: int) -> None:
+    """Each trained row of the main table gets `vs_base`: its Δ on `column` (tables.main.vs_base, the
+    in-distribution benchmark) against its model's Base row, the same paired test, and the paired
+    bootstrap's 95% CI of the difference (one seed)."""
+    from ilr import config as cfg
+
+    for r in rows:
+        base = next((b for b in rows if b["model"] == r["model"] and b["method"] == cfg.BASE), None)
+        if base is None or r is base:
+            continue
+        t = compare(config, r, base, resamples, [column])
+        a, b = r["cells"][column], base["cells"][column]
+        if len(r["seeds"]) == 1 and len(base["seeds"]) == 1:   # the CI of the paired difference
+            qb = dict(zip(b["keys"], b["per_seed_q"][0]))
+            keys = [k for k in a["keys"] if k in qb]
+            d = a["per_seed_q"][0][[a["keys"].index(k) for k in keys]] - np.array([qb[k] for k in keys])
+            rng = np.random.default_rng(0)
+            boot = d[rng.integers(0, len(d), size=(resamples, len(d)))].mean(axis=1)
+            t["lo"], t["hi"] = float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975))
+        r["vs_base"] = {"column": column, **t}
+
+
 def fmt_p(p: float) -> str:
     if p is None or np.isnan(p):
         return "n/a"
@@ -264,7 +289,9 @@ def fmt_p(p: float) -> str:
 def fmt_test(t: dict | None) -> str:
     if not t:
         return ""
-    return f"{100 * t['delta']:+.2f} vs {t['vs']} (p {'= ' if not fmt_p(t['p']).startswith('<') else ''}{fmt_p(t['p'])})"
+    ci = f" [{100 * t['lo']:+.2f}, {100 * t['hi']:+.2f}]" if "lo" in t else ""
+    vs = f" vs {t['vs']}" if "vs" in t else ""
+    return f"{100 * t['delta']:+.2f}{ci}{vs} (p {'= ' if not fmt_p(t['p']).startswith('<') else ''}{fmt_p(t['p'])})"
 
 
 def decoding_text(config: dict) -> str:
@@ -310,6 +337,11 @@ def caption(config: dict, table: str) -> str:
                  + ("a paired t-test over seeds (per-seed Avg)." if len(config["seeds"]) > 1 else
                     f"a paired bootstrap over questions (same questions resampled for both rows, "
                     f"{ev['bootstrap']} resamples)."))
+        if spec.get("vs_base"):
+            text += (f" Δ {spec['vs_base']} vs Base: each trained row against its model's untrained Base on "
+                     f"{spec['vs_base']} (the in-distribution benchmark), the same paired test"
+                     + (", with the 95% percentile-bootstrap CI of the paired difference." if len(config["seeds"]) == 1
+                        else "."))
     if table == "coop_ratio":
         text += (f" Group {spec['group']}; p = probability that a question is cooperative (p = 0 pure competition, "
                  f"p = 1 pure cooperation); IRT = interaction chosen per question by Dynamic Interaction.")
@@ -326,12 +358,17 @@ def layout(config: dict, table: str, rows: list[dict]) -> list[tuple[str, list[s
     for key, rs in blocks.items():
         cols = rs[0]["columns"]
         header = ["Method"] + cols
+        with_base = table == "main" and any("vs_base" in r for r in rs)
         with_test = table == "main" and any("test" in r for r in rs)
+        if with_base:
+            header.append(f"Δ {next(r for r in rs if 'vs_base' in r)['vs_base']['column']} vs Base [95% CI] (p)")
         if with_test:
             header.append("Δ Avg vs best baseline (p)")
         body = []
         for r in rs:
             line = [r["label"]] + [fmt(r["cells"][c]) for c in cols]
+            if with_base:
+                line.append(fmt_test(r.get("vs_base")) or "—")
             if with_test:
                 line.append(fmt_test(r.get("test")) or "—")
             body.append(line)
@@ -412,6 +449,12 @@ def frame(rows: list[dict]):
             rec[f"{c}_sd"] = round(100 * x["sd"], 4) if x.get("sd") is not None else None
             rec[f"{c}_per_seed"] = " ".join(f"{100 * v:.4f}" for v in x.get("per_seed", []))
         if r["table"] == "main":
+            b = r.get("vs_base")
+            if b:
+                rec.update({"vs_base_column": b["column"], "delta_vs_base": round(100 * b["delta"], 4),
+                            "delta_vs_base_ci_low": round(100 * b["lo"], 4) if "lo" in b else None,
+                            "delta_vs_base_ci_high": round(100 * b["hi"], 4) if "hi" in b else None,
+                            "p_vs_base": round(b["p"], 6) if not np.isnan(b["p"]) else None})
             t = r.get("test")
             rec.update({"vs_baseline": t["vs"] if t else None,
                         "delta_avg": round(100 * t["delta"], 4) if t else None,

@@ -13,10 +13,13 @@ them runs the group's rollout for the step's questions with every model's curren
 
 and each trainer takes back its own share: its Fusion prompt ids, its G completions per question and
 their (calibrated) rewards, from which TRL computes group-relative advantages and the GRPO loss as
-usual. Nothing of TRL's optimisation loop is rewritten; the custom pieces are the rollout and one
-override (`_prepare_inputs` without TRL's in-batch shuffle, which would make the member threads draw
-on the shared global RNG in a racy order and break bit-identical resumes) and one lock (around
-transformers' RNG-state load on resume, whose torch.load allowlist is process-wide, not per thread).
+usual. With `train_stages: [sharing, fusion]` each question is two rows of a member's batch: G solo
+(Sharing) answers, calibrated against the peers' Sharing answers, then the G Fusion answers.
+
+Nothing of TRL's optimisation loop is rewritten; the custom pieces are the rollout, one override
+(`_prepare_inputs` without TRL's in-batch shuffle, which would make the member threads draw on the
+shared global RNG in a racy order and break bit-identical resumes) and one lock (around transformers'
+RNG-state load on resume, whose torch.load allowlist is process-wide, not per thread).
 """
 
 from __future__ import annotations
@@ -44,6 +47,9 @@ class GroupCoordinator:
         self.prompts = load_prompts(config["prompts"])
         self.interaction_cfg = config["interaction"]
         self.schedule, self.gamma, self.difficulty = schedule, gamma, difficulty
+        # (choice) train_stages: [fusion], or [sharing, fusion] to train the solo answer too. Each trained
+        # stage is a row of the member's dataset per question, in this order, G completions each.
+        self.stages = [s for s in ("sharing", "fusion") if s in args.get("train_stages", ["fusion"])]
         self.run_dir = run_dir
         self.trainers: dict[str, object] = {}
         self.barrier = threading.Barrier(len(names), timeout=3600)
@@ -77,9 +83,10 @@ class GroupCoordinator:
         self.barrier.wait()                # everyone waits for the results
         mine = self.results[name]
         G = self.args["num_generations"]
-        if list(prompts[::G]) != [self.dataset_prompt[name][q["id"]] for q in self.step_questions(step)]:
+        expected = [self.dataset_prompt[name][q["id"]] for q in self.step_questions(step) for _ in self.stages]
+        if list(prompts[::G]) != expected:
             raise RuntimeError(f"{name}: TRL handed step {step} other questions than the schedule's "
-                               "(is shuffle_dataset off and the batch size questions_per_step * G?)")
+                               "(is shuffle_dataset off and the batch size questions_per_step * G * stages?)")
         return {"prompt_ids": mine["prompt_ids"], "completion_ids": mine["completion_ids"], "logprobs": None,
                 "ilr_reward": mine["rewards"]}
 
@@ -107,21 +114,26 @@ class GroupCoordinator:
         questions = self.step_questions(step)
         decided = [self.interaction_of(r) for r in questions]
         members = {n: (self.trainers[n].model, self.trainers[n].processing_class) for n in self.names}
-        outs = run_idea3(members, self.prompts, questions, [mode for mode, _ in decided],
-                         self.args["num_generations"], self.args["temperature"], self.args["max_new_tokens"])
+        G = self.args["num_generations"]
+        outs = run_idea3(members, self.prompts, questions, [mode for mode, _ in decided], G,
+                         self.args["temperature"], self.args["max_new_tokens"],
+                         n_sharing=G if "sharing" in self.stages else 1)
         results = {n: {"prompt_ids": [], "completion_ids": [], "rewards": []} for n in self.names}
         rows = []
         for q, (record, (mode, P)) in enumerate(zip(questions, decided)):
-            raw = {n: [rule_reward(record, s.text) for s in outs[n][q].fusion] for n in self.names}
-            calibrated = (calibrate(raw, self.args["calibration_eps"]) if self.method["calibration"] else None)
-            used = calibrated or raw
-            for n in self.names:
-                o = outs[n][q]
-                for s, r in zip(o.fusion, used[n]):
-                    results[n]["prompt_ids"].append(s.prompt_ids)
-                    results[n]["completion_ids"].append(s.completion_ids)
-                    results[n]["rewards"].append(r)
-            rows.append(self.log_row(step, record, mode, P, raw, calibrated, outs, q))
+            scored = {}   # stage -> (samples per model, raw rewards, calibrated rewards or None)
+            for stage in self.stages:
+                samples = {n: getattr(outs[n][q], "sharing_samples" if stage == "sharing" else "fusion")
+                           for n in self.names}
+                raw = {n: [rule_reward(record, s.text) for s in samples[n]] for n in self.names}
+                calibrated = calibrate(raw, self.args["calibration_eps"]) if self.method["calibration"] else None
+                scored[stage] = samples, raw, calibrated
+                for n in self.names:
+                    for s, r in zip(samples[n], (calibrated or raw)[n]):
+                        results[n]["prompt_ids"].append(s.prompt_ids)
+                        results[n]["completion_ids"].append(s.completion_ids)
+                        results[n]["rewards"].append(r)
+            rows.append(self.log_row(step, record, mode, P, scored, outs, q))
         for row in rows:
             append_jsonl(self.run_dir / "rollouts.jsonl", row)
         self.log_metrics(step, rows)
@@ -129,13 +141,14 @@ class GroupCoordinator:
             self.progress.update(1)
         return results
 
-    def log_row(self, step, record, mode, P, raw, calibrated, outs, q) -> dict:
+    def log_row(self, step, record, mode, P, scored, outs, q) -> dict:
         rule = self.method["interaction"]
         row = {"step": step + 1, "question_id": record["id"],
                "difficulty": self.difficulty[record["id"]] if rule == "irt" else None,
                "rule": rule, "interaction": mode, "models": {}}
         if rule == "ratio":
             row["p"] = self.method["p"]
+        _, raw, calibrated = scored["fusion"]
         for n in self.names:
             o = outs[n][q]
             completions = {k: v for k, v in (("sharing", o.sharing), ("analysis", o.analysis)) if v is not None}
@@ -143,6 +156,10 @@ class GroupCoordinator:
             row["models"][n] = {"gamma": self.gamma.get(n), "P": None if P is None else P[n],
                                 "rewards": raw[n], "calibrated": None if calibrated is None else calibrated[n],
                                 "completions": completions}
+            if "sharing" in scored:   # trained Sharing (an extension of METHOD.md's record): its G answers
+                samples, s_raw, s_cal = scored["sharing"]
+                row["models"][n]["sharing"] = {"completions": [s.text for s in samples[n]], "rewards": s_raw[n],
+                                               "calibrated": None if s_cal is None else s_cal[n]}
         return row
 
     def log_metrics(self, step: int, rows: list[dict]) -> None:
@@ -154,6 +171,9 @@ class GroupCoordinator:
             cal = [x for r in rows if r["models"][n]["calibrated"] for x in r["models"][n]["calibrated"]]
             if cal:
                 metrics[f"{n}/calibrated_reward"] = sum(cal) / len(cal)
+            if "sharing" in self.stages:
+                shared = [x for r in rows for x in r["models"][n]["sharing"]["rewards"]]
+                metrics[f"{n}/sharing_reward"] = sum(shared) / len(shared)
             lengths = [len(t) for r in rows for t in r["models"][n]["completions"]["fusion"]]
             metrics[f"{n}/fusion_chars"] = sum(lengths) / len(lengths)
         append_jsonl(self.run_dir / "metrics.jsonl", metrics)
@@ -221,11 +241,13 @@ def train_ilr(config: dict, method_name: str, group: str, seed: int, train_path:
         model, tokenizer = load_model(config["models"][n]["path"])
         prompt_of = lambda r, tok=tokenizer: as_model_input(tok, coordinator.prompts.solve(r))  # noqa: E731
         coordinator.dataset_prompt[n] = {r["id"]: prompt_of(r) for r in schedule}
+        rows = [r for r in schedule for _ in coordinator.stages]   # a row per (question, trained stage)
         coordinator.trainers[n] = quiet(Trainer(
-            model=model, processing_class=tokenizer, train_dataset=records_dataset(schedule, prompt_of),
+            model=model, processing_class=tokenizer, train_dataset=records_dataset(rows, prompt_of),
             reward_funcs=lambda prompts, completions, ilr_reward, **_: list(ilr_reward),
             rollout_func=coordinator.rollout_func_for(n),
-            args=grpo_config(args, seed, run_dir / n / "checkpoints")))
+            args=grpo_config(args, seed, run_dir / n / "checkpoints", per_device_train_batch_size=len(
+                coordinator.stages) * args["questions_per_step"] * args["num_generations"])))
         coordinator.trainers[n].add_callback(preempt.stop_callback(coordinator.agree_stop))
 
     # Resume every member from the newest step that all of them have checkpointed.
