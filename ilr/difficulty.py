@@ -49,8 +49,14 @@ def rate_with_models(config: dict, models: list[str], records: list[dict]) -> li
     spec = config["difficulty"]
     prompts = load_prompts(config["prompts"])
     ratings: list[dict[str, float | None]] = [{} for _ in records]
+    import torch
+
+    from ilr.train.common import stable_seed
+
     for name in models:
         model, tokenizer = load_model(config["models"][name]["path"])
+        # sampled ratings (empirical, T > 0) are the same in every run and whatever the group's order
+        torch.manual_seed(stable_seed("difficulty", name))
         if spec["method"] == "self_rank":
             texts = complete(model, tokenizer, [as_model_input(tokenizer, prompts.rate_difficulty(r)) for r in records],
                              max_new_tokens=8, temperature=0.0, progress=True)

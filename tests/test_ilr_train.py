@@ -145,3 +145,23 @@ def test_trained_stages(warm_study, stages):
         varied |= any(len(set(v)) > 1 for v in raw.values())
     assert varied, "no question had varied Sharing rewards: the test proves nothing"
     assert all(f"{n}/sharing_reward" in m for m in read_jsonl(out / "metrics.jsonl") for n in MODELS)
+
+
+def test_empirical_difficulty_is_reproducible(warm_study):
+    """D_q from sampled answers (empirical, T > 0) is seeded: two runs, and a run with the group's models
+    in the other order, rate every question alike (unseeded, group2/group3 of the demo differed run to run)."""
+    cfg, config_path, d = warm_study
+    cfg["difficulty"].update(method="empirical", samples=4, temperature=1.0, max_new_tokens=24)
+    config_path.write_text(yaml.safe_dump(cfg))
+    swapped = d / "swapped.yaml"
+    cfg["groups"]["group1"] = cfg["groups"]["group1"][::-1]
+    swapped.write_text(yaml.safe_dump(cfg))
+    outs = []
+    for i, path in enumerate((config_path, config_path, swapped)):
+        r = run_ilr("difficulty", "--config", str(path), "--group", "group1", "--train", str(d / "train.jsonl"),
+                    "--out", str(d / f"difficulty{i}.jsonl"))
+        assert r.returncode == 0, r.stderr[-3000:]
+        outs.append(read_jsonl(d / f"difficulty{i}.jsonl"))
+    assert outs[0] == outs[1]
+    assert [r["ratings"] for r in outs[0]] == [r["ratings"] for r in outs[2]]
+    assert len({r["difficulty"] for r in outs[0]}) > 2, "every question rated alike: the test proves nothing"
