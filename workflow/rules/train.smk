@@ -3,12 +3,16 @@
 # (train_group_<group>) because the set of outputs depends on the group's members.
 
 
-# A run directory keeps its checkpoints across a failed attempt (Slurm retries resume from them), but a
-# run whose config slice changed must not resume from the old run's checkpoints: the run directory
-# remembers the slice's hash in `.spec` and is emptied when it differs.
+# A run directory keeps its checkpoints across a failed or preempted attempt (Slurm requeues resume from
+# them), but a run whose config slice or inputs changed (data, gamma, D_q, base model, code: what made
+# Snakemake rerun it) must not resume from the old run's checkpoints: the run directory remembers the
+# slice's hash and a fingerprint of the inputs (path, size, mtime of every file) in `.spec`, and is
+# emptied when they differ.
 _FRESH_IF_CHANGED = (
-    'd={params.out_dir}; if [ -f "$d/.spec" ] && [ "$(cat "$d/.spec")" != "{params.spec}" ]; then rm -rf "$d"; fi; '
-    'mkdir -p "$d" && echo "{params.spec}" > "$d/.spec"; '
+    'd={params.out_dir}; '
+    's="{params.spec}:$(find {input} -type f -printf "%p %s %T@\\n" | LC_ALL=C sort | sha256sum | cut -c1-16)"; '
+    'if [ -f "$d/.spec" ] && [ "$(cat "$d/.spec")" != "$s" ]; then rm -rf "$d"; fi; '
+    'mkdir -p "$d" && echo "$s" > "$d/.spec"; '
 )
 
 
