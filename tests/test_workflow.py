@@ -96,6 +96,47 @@ def test_cell_granularity_override(tmp_path):
     assert not any(k.startswith("evaluate_model") for k in stats)
 
 
+def test_training_rerun_with_changed_inputs_starts_fresh(tmp_path):
+    """The train rules' shell keeps a run directory (and its checkpoints) when the job runs again with the
+    same inputs (a Slurm requeue resumes from them), and empties it when an input changed (what made
+    Snakemake rerun the job: the retraining must not resume from the old run's checkpoints)."""
+    import os
+    import time
+
+    results = tmp_path / "r"
+    c = _tiny()
+    c["results"] = str(results)
+    for name, m in c["models"].items():
+        m["path"] = str(results / "models" / name)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(c))
+    r = snakemake("--cores", "1", "--configfile", str(tmp_path / "config.yaml"), "-n", "-p",
+                  str(results / "runs/grpo/tiny-llama/seed0/tiny-llama/final"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    shell = re.search(r"^Shell command: (d=.*)$", r.stdout + r.stderr, re.M).group(1)
+    end = '> "$d/.spec"; '
+    prefix = shell[:shell.index(end) + len(end)]   # the run-directory check, before the trainer starts
+    (results / "models" / "tiny-llama").mkdir(parents=True)   # the job's inputs, as upstream jobs leave them
+    (results / "models" / "tiny-llama" / "config.json").write_text("{}")
+    (results / "data").mkdir()
+    train = results / "data" / "train.jsonl"
+    train.write_text("{}\n")
+    run_dir = results / "runs" / "grpo" / "tiny-llama" / "seed0"
+
+    def attempt():
+        p = subprocess.run(["bash", "-c", prefix], cwd=REPO, capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr
+
+    attempt()
+    checkpoint = run_dir / "tiny-llama" / "checkpoints" / "checkpoint-15"
+    checkpoint.mkdir(parents=True)
+    attempt()                                   # requeued, same inputs: the checkpoint stays
+    assert checkpoint.is_dir()
+    later = time.time() + 10
+    os.utime(train, (later, later))             # the training data were regenerated
+    attempt()
+    assert not checkpoint.exists() and (run_dir / ".spec").is_file()
+
+
 # ---------------------------------------------------------------------------------------------- broken configs
 
 
