@@ -190,11 +190,29 @@ def test_paired_seed_p_is_a_paired_t_test():
     assert tables.paired_seed_p([0.5, 0.5], [0.5, 0.5])[1] == 1.0
 
 
-def test_main_table_p_value_against_scipy(tmp_path, tiny_config):
-    """One column, one seed: the main table's p for an ILR row, recomputed with scipy from the eval files."""
+def scipy_paired(eval_dir: Path, a_run: tuple[str, str], b_run: tuple[str, str]):
+    """tiny-qwen-s arith of two (method, group) rows from the eval files: the aligned per-question vectors and
+    scipy's paired percentile bootstrap of mean(a) - mean(b), with the two-sided p the tables compute."""
     import numpy as np
     from scipy import stats
 
+    def vec(method, group):
+        obj = json.loads((eval_dir / method / group / "tiny-qwen-s" / "seed0" / "arith.json").read_text())
+        return {x["id"]: float(x["correct"]) for x in obj["records"]}
+
+    va, vb = vec(*a_run), vec(*b_run)
+    ids = sorted(va)
+    a, b = np.array([va[i] for i in ids]), np.array([vb[i] for i in ids])
+    res = stats.bootstrap((a, b), lambda x, y, axis=-1: x.mean(axis=axis) - y.mean(axis=axis), paired=True,
+                          vectorized=True, n_resamples=20000, method="percentile",
+                          random_state=np.random.default_rng(11))
+    d = (a - b).mean()
+    p = float(np.mean(np.abs(res.bootstrap_distribution - d) >= abs(d) - 1e-12))
+    return d, res, p
+
+
+def test_main_table_p_value_against_scipy(tmp_path, tiny_config):
+    """One column, one seed: the main table's p for an ILR row, recomputed with scipy from the eval files."""
     c = tiny_config
     c["tables"]["main"]["benchmarks"] = ["arith"]
     c["evaluation"]["bootstrap"] = 20000
@@ -204,28 +222,14 @@ def test_main_table_p_value_against_scipy(tmp_path, tiny_config):
     rows = list(csv.DictReader(open(tmp_path / "tables" / "main.csv")))
     r = next(x for x in rows if x["model"] == "tiny-qwen-s" and x["row"] == "ILR-group1")
     base = {"GRPO": ("grpo", "tiny-qwen-s"), "PPO": ("ppo", "tiny-qwen-s")}[r["vs_baseline"]]
-
-    def vec(method, group):
-        obj = json.loads((tmp_path / "eval" / method / group / "tiny-qwen-s" / "seed0" / "arith.json").read_text())
-        return {x["id"]: float(x["correct"]) for x in obj["records"]}
-
-    va, vb = vec("ilr", "group1"), vec(*base)
-    ids = sorted(va)
-    a, b = np.array([va[i] for i in ids]), np.array([vb[i] for i in ids])
-    assert float(r["delta_avg"]) == pytest.approx(100 * (a - b).mean(), abs=1e-3)
-    res = stats.bootstrap((a, b), lambda x, y, axis=-1: x.mean(axis=axis) - y.mean(axis=axis), paired=True,
-                          vectorized=True, n_resamples=20000, method="percentile",
-                          random_state=np.random.default_rng(11))
-    p_scipy = float(np.mean(np.abs(res.bootstrap_distribution - (a - b).mean()) >= abs((a - b).mean()) - 1e-12))
+    d, _, p_scipy = scipy_paired(tmp_path / "eval", ("ilr", "group1"), base)
+    assert float(r["delta_avg"]) == pytest.approx(100 * d, abs=1e-3)
     assert abs(float(r["p_value"]) - p_scipy) < 0.02
 
 
 def test_trained_rows_against_base_on_the_in_distribution_column(tmp_path, tiny_config):
     """tables.main.vs_base: each trained row's Δ on that column against Base, with the paired
     difference's 95% CI and p, recomputed with scipy from the eval files."""
-    import numpy as np
-    from scipy import stats
-
     c = tiny_config
     assert c["tables"]["main"]["vs_base"] == "arith"
     c["evaluation"]["bootstrap"] = 20000
@@ -235,21 +239,11 @@ def test_trained_rows_against_base_on_the_in_distribution_column(tmp_path, tiny_
     assert all(r["delta_vs_base"] == "" for r in rows if r["row"] == "Base")
     assert all(r["delta_vs_base"] != "" for r in rows if r["row"] != "Base")
 
-    def vec(method, group):
-        obj = json.loads((tmp_path / "eval" / method / group / "tiny-qwen-s" / "seed0" / "arith.json").read_text())
-        return {x["id"]: float(x["correct"]) for x in obj["records"]}
-
     r = next(x for x in rows if x["model"] == "tiny-qwen-s" and x["row"] == "GRPO")
-    va, vb = vec("grpo", "tiny-qwen-s"), vec("base", "none")
-    ids = sorted(va)
-    a, b = np.array([va[i] for i in ids]), np.array([vb[i] for i in ids])
-    assert float(r["delta_vs_base"]) == pytest.approx(100 * (a - b).mean(), abs=1e-3)
-    res = stats.bootstrap((a, b), lambda x, y, axis=-1: x.mean(axis=axis) - y.mean(axis=axis), paired=True,
-                          vectorized=True, n_resamples=20000, method="percentile",
-                          random_state=np.random.default_rng(11))
+    d, res, p_scipy = scipy_paired(tmp_path / "eval", ("grpo", "tiny-qwen-s"), ("base", "none"))
+    assert float(r["delta_vs_base"]) == pytest.approx(100 * d, abs=1e-3)
     assert float(r["delta_vs_base_ci_low"]) == pytest.approx(100 * res.confidence_interval.low, abs=2.0)
     assert float(r["delta_vs_base_ci_high"]) == pytest.approx(100 * res.confidence_interval.high, abs=2.0)
-    p_scipy = float(np.mean(np.abs(res.bootstrap_distribution - (a - b).mean()) >= abs((a - b).mean()) - 1e-12))
     assert abs(float(r["p_vs_base"]) - p_scipy) < 0.02
     md = (tmp_path / "tables" / "main.md").read_text()
     assert "Δ arith vs Base [95% CI] (p)" in md and "in-distribution" in md
