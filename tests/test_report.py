@@ -152,7 +152,7 @@ def test_cell_ci_matches_scipy_bootstrap():
     assert abs(lo2 - ref.low) < 0.006 and abs(hi2 - ref.high) < 0.006
 
 
-def test_paired_bootstrap_p_matches_independent_computations():
+def test_paired_bootstrap_matches_independent_computations():
     import numpy as np
     from scipy import stats
 
@@ -161,7 +161,7 @@ def test_paired_bootstrap_p_matches_independent_computations():
     b = (rng.random(n) < 0.55).astype(float)
     a = np.where(rng.random(n) < 0.75, b, 1 - b)  # correlated pairs, a small difference
     a[:30] = 1.0
-    d_obs, p = tables.paired_bootstrap_p([(a, b)], 20000, seed=0)
+    d_obs, p, lo, hi = tables.paired_bootstrap([(a, b)], 20000, seed=0)
     assert d_obs == pytest.approx((a - b).mean())
     # 1. scipy's paired bootstrap distribution of mean(a) - mean(b), the same shifted-null p-value
     res = stats.bootstrap((a, b), lambda x, y, axis=-1: x.mean(axis=axis) - y.mean(axis=axis), paired=True,
@@ -170,6 +170,8 @@ def test_paired_bootstrap_p_matches_independent_computations():
     dist = res.bootstrap_distribution
     p_scipy = float(np.mean(np.abs(dist - d_obs) >= abs(d_obs)))
     assert abs(p - p_scipy) < 0.015, (p, p_scipy)
+    assert lo == pytest.approx(res.confidence_interval.low, abs=0.005)    # and the same 95% percentile CI
+    assert hi == pytest.approx(res.confidence_interval.high, abs=0.005)
     # 2. the normal approximation of the same bootstrap (sd of the mean difference, ddof 0)
     d = a - b
     p_normal = 2 * stats.norm.sf(abs(d.mean()) / (d.std(ddof=0) / np.sqrt(n)))

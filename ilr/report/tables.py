@@ -22,8 +22,10 @@ Paired test (main table): each ILR row against the best baseline of its model (t
 the highest Avg; Base if there is none): Δ Avg and a two-sided p-value. One seed: paired bootstrap
 over questions (the same resampled questions for both rows, each column resampled independently,
 `evaluation.bootstrap` resamples, seed 0; p = the fraction of bootstrap differences at least as far
-from the observed difference as the observed difference is from 0). Several seeds: paired t-test over
-seeds (seed s of ILR against seed s of the baseline, on the per-seed Avg).
+from the observed difference as the observed difference is from 0; the 95% CI of the difference is
+the percentile interval of the same resamples). Several seeds: paired t-test over seeds (seed s of ILR
+against seed s of the baseline, on the per-seed Avg). With `tables.main.vs_base: <column>`, every
+trained row also gets the same test on that column against its model's Base row.
 
 Numbers are accuracies in percent with a 95% confidence interval. A cell of one benchmark and one
 seed reports its evaluation file's accuracy and bootstrap CI. A merged column (AIME = aime24 +
@@ -190,12 +192,14 @@ def build_table(config: dict, store: EvalStore, table: str) -> list[dict]:
 # paired tests: ILR against the best baseline
 
 
-def paired_bootstrap_p(pairs: list[tuple[np.ndarray, np.ndarray]], resamples: int, seed: int = 0) -> tuple[float, float]:
+def paired_bootstrap(pairs: list[tuple[np.ndarray, np.ndarray]], resamples: int,
+                     seed: int = 0) -> tuple[float, float, float, float]:
     """Paired bootstrap over questions. `pairs`: per column, the two rows' per-question vectors (aligned).
 
     Statistic: mean over columns of mean(a - b). Each column's questions are resampled independently,
-    with the same indices for a and b. Returns (observed difference, two-sided p): the fraction of
-    resampled differences at least as far from the observed one as the observed one is from 0.
+    with the same indices for a and b. Returns (observed difference, two-sided p, 95% CI low, high): p is
+    the fraction of resampled differences at least as far from the observed one as the observed one is
+    from 0; the CI is the percentile interval of the resampled differences.
     """
     rng = np.random.default_rng(seed)
     diffs = [np.asarray(a, float) - np.asarray(b, float) for a, b in pairs]
@@ -205,7 +209,7 @@ def paired_bootstrap_p(pairs: list[tuple[np.ndarray, np.ndarray]], resamples: in
         stats += d[rng.integers(0, len(d), size=(resamples, len(d)))].mean(axis=1)
     stats /= len(diffs)
     p = float(np.mean(np.abs(stats - observed) >= abs(observed) - 1e-12))
-    return observed, p
+    return observed, p, float(np.quantile(stats, 0.025)), float(np.quantile(stats, 0.975))
 
 
 def paired_seed_p(a: list[float], b: list[float]) -> tuple[float, float]:
@@ -238,8 +242,8 @@ def compare(config: dict, row: dict, base: dict, resamples: int, cols: list[str]
         qb = dict(zip(cb["keys"], cb["per_seed_q"][cb["seeds"].index(sb)]))
         keys = [k for k in ca["keys"] if k in qb]
         pairs.append((np.array([qa[k] for k in keys]), np.array([qb[k] for k in keys])))
-    d, p = paired_bootstrap_p(pairs, resamples)
-    return {"delta": d, "p": p, "test": f"paired bootstrap over questions, seed {sa}"}
+    d, p, lo, hi = paired_bootstrap(pairs, resamples)
+    return {"delta": d, "p": p, "lo": lo, "hi": hi, "test": f"paired bootstrap over questions, seed {sa}"}
 
 
 def add_paired_tests(config: dict, rows: list[dict], resamples: int) -> None:
@@ -260,24 +264,13 @@ def add_paired_tests(config: dict, rows: list[dict], resamples: int) -> None:
 
 def add_base_tests(config: dict, rows: list[dict], column: str, resamples: int) -> None:
     """Each trained row of the main table gets `vs_base`: its Δ on `column` (tables.main.vs_base, the
-    in-distribution benchmark) against its model's Base row, the same paired test, and the paired
-    bootstrap's 95% CI of the difference (one seed)."""
+    in-distribution benchmark) against its model's Base row, by the same paired test."""
     from ilr import config as cfg
 
     for r in rows:
         base = next((b for b in rows if b["model"] == r["model"] and b["method"] == cfg.BASE), None)
-        if base is None or r is base:
-            continue
-        t = compare(config, r, base, resamples, [column])
-        a, b = r["cells"][column], base["cells"][column]
-        if len(r["seeds"]) == 1 and len(base["seeds"]) == 1:   # the CI of the paired difference
-            qb = dict(zip(b["keys"], b["per_seed_q"][0]))
-            keys = [k for k in a["keys"] if k in qb]
-            d = a["per_seed_q"][0][[a["keys"].index(k) for k in keys]] - np.array([qb[k] for k in keys])
-            rng = np.random.default_rng(0)
-            boot = d[rng.integers(0, len(d), size=(resamples, len(d)))].mean(axis=1)
-            t["lo"], t["hi"] = float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975))
-        r["vs_base"] = {"column": column, **t}
+        if base is not None and r is not base:
+            r["vs_base"] = {"column": column, **compare(config, r, base, resamples, [column])}
 
 
 def fmt_p(p: float) -> str:
@@ -333,15 +326,14 @@ def caption(config: dict, table: str) -> str:
         text += f" {merged} (one column, as in the paper)."
     if table == "main":
         text += (" Last column: ILR's Avg minus that of the model's best baseline (the GRPO/PPO row with the highest "
-                 "Avg) and a two-sided paired test's p-value: "
+                 "Avg) and a two-sided paired test's p-value (one seed: with the 95% percentile CI of the paired "
+                 "difference): "
                  + ("a paired t-test over seeds (per-seed Avg)." if len(config["seeds"]) > 1 else
                     f"a paired bootstrap over questions (same questions resampled for both rows, "
                     f"{ev['bootstrap']} resamples)."))
         if spec.get("vs_base"):
             text += (f" Δ {spec['vs_base']} vs Base: each trained row against its model's untrained Base on "
-                     f"{spec['vs_base']} (the in-distribution benchmark), the same paired test"
-                     + (", with the 95% percentile-bootstrap CI of the paired difference." if len(config["seeds"]) == 1
-                        else "."))
+                     f"{spec['vs_base']} (the in-distribution benchmark), the same paired test.")
     if table == "coop_ratio":
         text += (f" Group {spec['group']}; p = probability that a question is cooperative (p = 0 pure competition, "
                  f"p = 1 pure cooperation); IRT = interaction chosen per question by Dynamic Interaction.")
@@ -363,7 +355,7 @@ def layout(config: dict, table: str, rows: list[dict]) -> list[tuple[str, list[s
         if with_base:
             header.append(f"Δ {next(r for r in rs if 'vs_base' in r)['vs_base']['column']} vs Base [95% CI] (p)")
         if with_test:
-            header.append("Δ Avg vs best baseline (p)")
+            header.append("Δ Avg vs best baseline [95% CI] (p)")
         body = []
         for r in rs:
             line = [r["label"]] + [fmt(r["cells"][c]) for c in cols]
@@ -458,6 +450,8 @@ def frame(rows: list[dict]):
             t = r.get("test")
             rec.update({"vs_baseline": t["vs"] if t else None,
                         "delta_avg": round(100 * t["delta"], 4) if t else None,
+                        "delta_avg_ci_low": round(100 * t["lo"], 4) if t and "lo" in t else None,
+                        "delta_avg_ci_high": round(100 * t["hi"], 4) if t and "hi" in t else None,
                         "p_value": round(t["p"], 6) if t and not np.isnan(t["p"]) else None,
                         "test": t["test"] if t else None})
         records.append(rec)
