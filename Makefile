@@ -1,6 +1,6 @@
 # make demo          the whole study on the tiny default (config/config.yaml), CPU, minutes
 # make test          the test suite
-# make dryrun-paper  the paper's study (config/paper.yaml) as a Slurm dry-run: lists every job
+# make dryrun-paper  the paper's study (config/paper.yaml, the slurm profile's) as a Slurm dry-run: lists every job
 # make clean         remove results/ and Snakemake's metadata
 # make push / pull   version the outputs with DVC (checkpoints, results) / restore them without rerunning
 SHELL := /bin/bash
@@ -15,10 +15,14 @@ STAMP := $(VENV)/.ilr-installed
 # with .dvc pointers next to them and uploads the bytes to the DVC remote; commit the pointers with git.
 # `make pull` (e.g. on a fresh clone) downloads them, then `snakemake --touch` aligns the mtimes so that
 # nothing reruns. SMK_ARGS: the study's Snakemake arguments (e.g. SMK_ARGS="--configfile config/paper.yaml").
+# DVC_DIRS: every directory under RESULTS that holds an output of `all` (tests/test_dvc.py checks that the
+# DAG has no output elsewhere) and `.config`, the effective configs the jobs read; each trained checkpoint
+# (runs/.../final) is a target of its own, beside the logs, metrics and resumable checkpoints of its run.
 RESULTS ?= results
 SMK_ARGS ?=
 DVC := $(VENV)/bin/dvc
-DVC_TARGETS = $(wildcard $(addprefix $(RESULTS)/,data models ability difficulty eval tables figures)) \
+DVC_DIRS := .config data models ability difficulty eval multi_agent tables figures
+DVC_TARGETS = $(wildcard $(addprefix $(RESULTS)/,$(DVC_DIRS))) \
               $(wildcard $(RESULTS)/runs/*/*/seed*/*/final)
 
 venv: $(STAMP)
@@ -38,16 +42,16 @@ test: $(STAMP)
 	source $(VENV)/bin/activate && pytest -q
 
 dryrun-paper: $(STAMP)
-	source $(VENV)/bin/activate && snakemake --profile slurm --configfile config/paper.yaml -n all
+	source $(VENV)/bin/activate && snakemake --profile slurm -n all
 
 clean:
 	rm -rf results .snakemake
 
-push:
+push: $(STAMP)
 	$(DVC) add $(DVC_TARGETS)
 	$(DVC) push
 	@echo "now commit the pointers: git add $(RESULTS) && git commit -m 'results'"
 
-pull:
+pull: $(STAMP)
 	$(DVC) pull
 	source $(VENV)/bin/activate && snakemake --cores 1 --touch all $(SMK_ARGS)

@@ -1,17 +1,14 @@
 # The whole ILR study as one Snakemake DAG (README.md). `snakemake --cores 2 all` runs the tiny default;
-# `snakemake --profile slurm --configfile config/paper.yaml all` the paper's study on a Slurm cluster.
+# `snakemake --profile slurm all` the paper's study on a Slurm cluster (the profile names config/paper.yaml).
 #
 # Layout: workflow/rules/common.smk (validation, paths, helpers), data.smk (prepare_data, build_model),
 # ability.smk (ability, difficulty), train.smk (train_single, train_group_<group>), eval.smk (evaluate or
 # evaluate_model*), multi_agent.smk (multi-agent inference), report.smk (tables, HTML report). Every job
 # runs `python -m ilr <stage>` (ilr/__main__.py lists the stages).
 
-# the tiny default, unless `--configfile` names another study (which then replaces it: common.smk)
-if not workflow.config_settings.configfiles:
-
-    configfile: "config/config.yaml"
-
-
+# The config: config/config.yaml (the tiny default), or the `--configfile` files instead of it, read and
+# validated by workflow/rules/common.smk (no `configfile:` directive: Snakemake's YAML loader would read
+# `7e-5` as a string and let a repeated key pass).
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/ability.smk"

@@ -11,6 +11,11 @@ import argparse
 import importlib
 import sys
 
+from ilr.config import ConfigError
+from ilr.io import DataError
+
+USER_ERROR = 2   # exit status of a user error (argparse's too); 1 and tracebacks are left to bugs
+
 STAGES = {
     "prepare-data": ("ilr.data_prep", "write the training, validation and benchmark records"),
     "build-model": ("ilr.tiny.build", "build a tiny base model (tokenizer, random init, warm-up)"),
@@ -21,6 +26,8 @@ STAGES = {
     "multi-agent": ("ilr.multi_agent", "Single vs Debate vs Idea3 inference for a group of models"),
     "tables": ("ilr.report.tables", "tables and figures from the evaluation outputs"),
     "grade": ("ilr.grade", "grade model outputs: IN.jsonl -> OUT.jsonl"),
+    "plan": ("ilr.plan", "every GPU job's memory need per GPU against the GPUs it asks for"),
+    "check-config": ("ilr.config", "validate config files (YAML, schema, semantic checks) as a run would"),
 }
 
 
@@ -34,7 +41,12 @@ def main(argv: list[str] | None = None) -> int:
         if name == chosen:  # only the chosen stage's module is imported
             importlib.import_module(module).add_arguments(p)
     args = parser.parse_args(argv)
-    return importlib.import_module(STAGES[args.stage][0]).main(args) or 0
+    try:
+        return importlib.import_module(STAGES[args.stage][0]).main(args) or 0
+    except (ConfigError, DataError) as e:
+        # a user error (a bad config or input file): one line naming the file and key, no traceback
+        print("error: " + " ".join(str(e).split()), file=sys.stderr)
+        return USER_ERROR
 
 
 if __name__ == "__main__":

@@ -20,16 +20,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from ilr import config as cfg
-    from ilr.evaluate import answer_and_grade, transformers_sampler
-    from ilr.generation import load_model
+    from ilr.evaluate import answer_and_grade
+    from ilr.generation import open_engine
     from ilr.prompts import load as load_prompts
 
     config = cfg.load(args.config)
     ab = config["ability"]
-    model, tokenizer = load_model(config["models"][args.model]["path"])
+    model = config["models"][args.model]
+    engine = open_engine(config, model["path"], model["size"])
     records = read_jsonl(args.val)
-    graded = answer_and_grade(transformers_sampler(model, tokenizer), tokenizer, load_prompts(config["prompts"]), records, ab["samples"],
-                              ab["temperature"], ab["max_new_tokens"], progress=True)
+    graded = answer_and_grade(engine, load_prompts(config["prompts"]), records, ab["samples"], ab["temperature"],
+                              ab["max_new_tokens"], progress=True)
     gamma = sum(r["correct"] for r in graded) / len(graded)
     write_json(args.out, {"model": args.model, "gamma": gamma, "n": len(records), "samples": ab["samples"],
                           "temperature": ab["temperature"],

@@ -1,9 +1,11 @@
 """The study config: loading, validation, and the helpers that the Snakefile and the stages share.
 
-`load(path)` reads a YAML file, validates it against workflow/schemas/config.schema.yaml (the same
-schema the Snakefile hands to Snakemake's `validate()`), fills the schema's defaults, then runs the
-semantic checks of `check()`. Every error is a `ConfigError` naming the file, the key path
-(`methods.ilr.trainer`) and what was expected.
+`load(path)` reads a YAML file (`load_yaml`: `7e-5` is a number, a key given twice is an error, YAML
+errors name the line and column), validates it against workflow/schemas/config.schema.yaml (every
+mapping closed; `methods:` entries by trainer), fills the schema's defaults (`fill_defaults`: PPO's keys
+into each ppo entry), then runs the semantic checks of `check()`. The Snakefile does the same through
+`load_merged` (the `--configfile` files, then `--config` overrides read by `parse_overrides`). Every error
+is a `ConfigError` naming the file, the key path (`methods.ilr.trainer`) and what was expected.
 
 Run names. A method of `methods:` whose `p` is a list (the cooperation-ratio sweep) expands into one
 run per value: `ilr_ratio` with p [0.0, 0.2] -> `ilr_ratio_p0.0`, `ilr_ratio_p0.2`; every other method
@@ -39,6 +41,7 @@ not the training).
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import re
 from pathlib import Path
@@ -68,27 +71,155 @@ class ConfigError(ValueError):
 
 
 # --------------------------------------------------------------------------------------------------
+# YAML: one loader for config files, `--config` values and the Snakefile. PyYAML's SafeLoader reads
+# `7e-5` as a string (YAML 1.1 wants a dot) and lets a repeated key silently replace the first; here
+# numbers in exponent form are numbers (YAML 1.2), a repeated key is an error, and every error names the
+# file, the line and the column.
+
+_FLOAT = re.compile(r"""^(?:
+     [-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+
+    |[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""", re.X)
+_FLOAT_TAG = "tag:yaml.org,2002:float"
+
+
+class YamlLoader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 floats (`7e-5`, `1e3`); use `load_yaml`, which also rejects repeated keys."""
+
+
+YamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != _FLOAT_TAG]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+YamlLoader.add_implicit_resolver(_FLOAT_TAG, _FLOAT, list("-+0123456789."))
+
+
+def _where(mark) -> str:
+    return f"line {mark.line + 1}, column {mark.column + 1}"
+
+
+def _check_duplicates(node, source: str, path: tuple = (), seen: set | None = None) -> None:
+    """A key given twice in one mapping is an error (YAML would keep the last one silently)."""
+    seen = set() if seen is None else seen
+    if id(node) in seen:          # an alias: already checked where its anchor is
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        first: dict = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            if key is not None and key in first:
+                raise ConfigError(source, _key_path(path + (key,)),
+                                  f"{_where(key_node.start_mark)}: key {key!r} given twice (first at "
+                                  f"{_where(first[key])}); YAML would silently keep the last one")
+            first[key] = key_node.start_mark
+            _check_duplicates(value_node, source, path + (key,), seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _check_duplicates(item, source, path + (i,), seen)
+
+
+def parse_yaml(text: str, source: str, at: tuple = ()) -> Any:
+    """Parse YAML text (the value of config key path `at`); errors are ConfigErrors naming `source`, the
+    line and the column."""
+    try:
+        node = yaml.compose(text, Loader=YamlLoader)
+        if node is not None:
+            _check_duplicates(node, source, at)
+        return yaml.load(text, Loader=YamlLoader)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        what = " ".join(x for x in (e.context, e.problem) if x)
+        raise ConfigError(source, "", f"{_where(mark)}: not valid YAML ({what})") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(source, "", f"not valid YAML ({e})") from None
+
+
+def load_yaml(path: str | os.PathLike) -> dict:
+    """Read one config file: a mapping, parsed by `parse_yaml`. The error names the file (and line)."""
+    path = str(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise ConfigError(path, "", f"cannot read the config file ({e.strerror})") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(path, "", f"not UTF-8 text (byte {e.start}: {e.reason})") from None
+    data = parse_yaml(text, path)
+    if data is None:
+        raise ConfigError(path, "", "the file is empty (or only comments); expected a mapping of config sections")
+    if not isinstance(data, dict):
+        raise ConfigError(path, "", f"expected a mapping of config sections, got a {type(data).__name__}")
+    return data
+
+
+_OVERRIDE_KEY = re.compile(r"^[A-Za-z_][\w-]*$")
+
+
+def parse_overrides(entries: Iterable[str]) -> dict:
+    """Snakemake's `--config key=value ...`, with values read by this module's YAML loader (Snakemake's own
+    parser reads nested values as strings: `training="{steps: 5}"` would give steps '5')."""
+    out: dict = {}
+    for entry in entries:
+        key, sep, value = entry.partition("=")
+        if not sep or not _OVERRIDE_KEY.match(key):
+            raise ConfigError("--config", "", f"{entry!r}: expected key=value with a top-level key")
+        try:
+            yaml.compose(value, Loader=YamlLoader)
+        except yaml.YAMLError:
+            out[key] = value          # not YAML: a plain string, as Snakemake reads it
+            continue
+        out[key] = parse_yaml(value, f"--config {key}", (key,)) if value else None
+    return out
+
+
+def merge(base: dict, over: dict) -> dict:
+    """`over` merged into `base` (in place), section by section, as Snakemake merges config files and
+    `--config` overrides: mappings merge key by key, any other value replaces."""
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            merge(base[k], v)
+        else:
+            base[k] = copy.deepcopy(v)
+    return base
+
+
+def load_merged(paths: Iterable[str | os.PathLike], overrides: dict | None = None) -> tuple[dict, str]:
+    """The config of `snakemake --configfile A B --config k=v`: the files merged in order, then the
+    overrides; validated. Returns (config, source), source naming the files for error messages."""
+    paths = [str(p) for p in paths]
+    source = ", ".join(paths) + (" (with --config overrides)" if overrides else "")
+    config: dict = {}
+    for p in paths:
+        merge(config, load_yaml(p))
+    merge(config, overrides or {})
+    return validate(config, source=source), source
+
+
+def dump_yaml(config: dict) -> str:
+    return yaml.safe_dump(config, sort_keys=False, default_flow_style=None, width=110)
+
+
+# --------------------------------------------------------------------------------------------------
 # loading and validation
 
 
 def load(path: str | os.PathLike) -> dict:
     """Read, validate (schema + semantic checks) and return the config at `path`."""
     path = str(path)
-    try:
-        with open(path, encoding="utf-8") as f:
-            config = yaml.safe_load(f)
-    except OSError as e:
-        raise ConfigError(path, "", f"cannot read the config file ({e.strerror})") from e
-    except yaml.YAMLError as e:
-        raise ConfigError(path, "", f"not valid YAML ({e})") from e
-    return validate(config, source=path)
+    return validate(load_yaml(path), source=path)
 
 
 def validate(config: Any, source: str = "<config>") -> dict:
-    """Schema validation (filling defaults, in place) and the semantic checks. Returns `config`."""
+    """Schema validation, the schema's defaults filled in (in place), the semantic checks. Returns `config`."""
     if not isinstance(config, dict):
         raise ConfigError(source, "", f"expected a mapping of sections, got {type(config).__name__}")
     schema_validate(config, source)
+    fill_defaults(config)
     check(config, source)
     return config
 
@@ -100,9 +231,97 @@ def _key_path(parts: Iterable) -> str:
     return out
 
 
-def _schema() -> dict:
+@functools.lru_cache(maxsize=1)
+def _schema_cached() -> dict:
     with open(SCHEMA, encoding="utf-8") as f:
-        return yaml.safe_load(f)
+        return yaml.load(f, Loader=YamlLoader)   # YAML merge keys (<<) share the `training:` keys
+
+
+def _schema() -> dict:
+    return copy.deepcopy(_schema_cached())
+
+
+def _resolve(schema: dict, sub: dict) -> dict:
+    """A subschema with its local `$ref` followed (one level is all the schema uses)."""
+    ref = sub.get("$ref") if isinstance(sub, dict) else None
+    if ref and ref.startswith("#/"):
+        node = schema
+        for part in ref[2:].split("/"):
+            node = node[part]
+        return {**node, **{k: v for k, v in sub.items() if k != "$ref"}}
+    return sub
+
+
+def training_keys() -> list[str]:
+    """Every key of `training:` (which any method entry may override)."""
+    return list(_schema_cached()["properties"]["training"]["properties"])
+
+
+def method_schema(trainer: str) -> dict:
+    """The closed schema of a `methods:` entry of this trainer (the `then` of its `if trainer: ...`)."""
+    for case in _schema_cached()["properties"]["methods"]["additionalProperties"]["allOf"]:
+        if case["if"]["properties"]["trainer"]["const"] == trainer:
+            return case["then"]
+    raise KeyError(f"no schema for trainer {trainer!r} in {SCHEMA}")
+
+
+def trainer_keys(trainer: str) -> dict:
+    """The keys only a method of this trainer takes (besides `trainer` and the `training:` keys), with
+    their schemas: ILR's interaction, calibration, groups, p; PPO's vf_coef, gae_gamma, ..."""
+    shared = set(training_keys()) | {"trainer"}
+    return {k: v for k, v in method_schema(trainer)["properties"].items() if k not in shared}
+
+
+def fill_defaults(config: dict) -> None:
+    """Fill in the schema's `default`s: in every section, and in each method entry its trainer's own keys
+    (e.g. PPO's vf_coef), so that the loaded config holds every value a stage reads. A method entry never
+    gets a default of a `training:` key: that would override the study's `training:` value."""
+    schema = _schema_cached()
+
+    def walk(sub: dict, instance: Any) -> None:
+        sub = _resolve(schema, sub)
+        if not isinstance(instance, dict) or not isinstance(sub, dict):
+            return
+        for key, prop in sub.get("properties", {}).items():
+            prop = _resolve(schema, prop)
+            if key not in instance and "default" in prop:
+                instance[key] = copy.deepcopy(prop["default"])
+            if key in instance:           # a default section ({}) gets its own keys' defaults too
+                walk(prop, instance[key])
+        extra = sub.get("additionalProperties")
+        if isinstance(extra, dict):
+            for key, value in instance.items():
+                if key not in sub.get("properties", {}):
+                    walk(extra, value)
+
+    walk(schema, config)
+    for m in config.get("methods", {}).values():
+        for key, prop in trainer_keys(m["trainer"]).items():
+            if key not in m and "default" in prop:
+                m[key] = copy.deepcopy(prop["default"])
+
+
+def _unknown_key_message(config: dict, err, schema: dict) -> tuple[str, str]:
+    """(key path, message) for an `additionalProperties: false` error: the unknown key, a close match,
+    and the keys allowed there."""
+    import difflib
+
+    allowed = list(err.schema.get("properties", {}))
+    unknown = sorted(k for k in err.instance if k not in allowed)
+    key = unknown[0] if unknown else "?"
+    path = list(err.absolute_path) + [key]
+    near = difflib.get_close_matches(str(key), allowed, n=1)
+    msg = f"unknown key {key!r}" + (f" (did you mean {near[0]!r}?)" if near else "")
+    if len(path) == 3 and path[0] == "methods":
+        trainer = err.instance.get("trainer")
+        own = [k for k in allowed if k not in training_keys()]
+        msg += (f"; a {trainer} method takes {', '.join(own)} and any key of `training:` "
+                f"({', '.join(training_keys())})")
+    elif len(path) == 1:
+        msg += f"; known sections: {', '.join(allowed)} (new sections go in {SCHEMA.relative_to(REPO)})"
+    else:
+        msg += f"; allowed: {', '.join(allowed)}"
+    return _key_path(path), msg
 
 
 def schema_validate(config: dict, source: str) -> None:
@@ -110,16 +329,7 @@ def schema_validate(config: dict, source: str) -> None:
 
     schema = _schema()
     cls = jsonschema.validators.validator_for(schema)
-
-    def set_defaults(validator, properties, instance, schema):
-        if isinstance(instance, dict):
-            for prop, sub in properties.items():
-                if isinstance(sub, dict) and "default" in sub:
-                    instance.setdefault(prop, copy.deepcopy(sub["default"]))
-        yield from cls.VALIDATORS["properties"](validator, properties, instance, schema)
-
-    Filling = jsonschema.validators.extend(cls, {"properties": set_defaults})
-    errors = sorted(Filling(schema).iter_errors(config), key=lambda e: (len(e.absolute_path), str(e.path)))
+    errors = sorted(cls(schema).iter_errors(config), key=lambda e: (len(e.absolute_path), str(e.path)))
     if not errors:
         return
     err = errors[0]
@@ -128,8 +338,8 @@ def schema_validate(config: dict, source: str) -> None:
         err = max(err.context, key=lambda e: len(e.absolute_path))
     key = _key_path(err.absolute_path)
     msg = err.message
-    if err.validator == "additionalProperties" and not err.absolute_path:
-        msg += f" (known sections: {', '.join(schema['properties'])}; new sections go in {SCHEMA.relative_to(REPO)})"
+    if err.validator == "additionalProperties" and err.validator_value is False:
+        key, msg = _unknown_key_message(config, err, schema)
     elif err.validator == "propertyNames":
         msg = f"invalid name {err.instance!r} ({err.message})"
     raise ConfigError(source, key or "(top level)", f"{msg}; see {SCHEMA.relative_to(REPO)}")
@@ -145,6 +355,17 @@ def check(config: dict, source: str = "<config>") -> None:
         raise ConfigError(source, key, msg)
 
     models, groups, methods, benches = config["models"], config["groups"], config["methods"], config["benchmarks"]
+
+    from ilr.prompts import resolve_dir
+
+    try:
+        resolve_dir(config["prompts"])
+    except FileNotFoundError as e:
+        fail("prompts", str(e))
+
+    data_specs = {"data.train": config["data"]["train"], **{f"benchmarks.{b}": s for b, s in benches.items()}}
+    for key, spec in data_specs.items():
+        _check_data_spec(key, spec, fail)
 
     for name, m in models.items():
         p = m["path"]
@@ -174,10 +395,7 @@ def check(config: dict, source: str = "<config>") -> None:
                 fail(f"{key}.p", "required for interaction 'ratio' (a probability or a list of them)")
             if m["interaction"] != "ratio" and "p" in m:
                 fail(f"{key}.p", f"only meaningful with interaction 'ratio', not {m['interaction']!r}")
-        else:
-            for k in ("interaction", "calibration", "groups", "p"):
-                if k in m:
-                    fail(f"{key}.{k}", f"not a key of single-agent trainer {trainer!r} (ILR-family only)")
+        # (a grpo/ppo entry with an ILR key fails the schema: each trainer's entry is closed)
     runs = run_names(config)
     if len(set(runs)) != len(runs):
         fail("methods", f"two methods expand to the same run name: {sorted(runs)}")
@@ -256,6 +474,28 @@ def check(config: dict, source: str = "<config>") -> None:
     for s in res.get("sizes", {}):
         if s not in sizes:
             fail(f"resources.sizes.{s}", f"no model has size {s!r} (sizes: {', '.join(sorted(sizes))})")
+    tp = config["generation"]["tensor_parallel_size"]
+    for s in (tp if isinstance(tp, dict) else {}):
+        if s not in sizes:
+            fail(f"generation.tensor_parallel_size.{s}", f"no model has size {s!r} (sizes: {', '.join(sorted(sizes))})")
+
+
+def _check_data_spec(key: str, spec: dict, fail) -> None:
+    """A data source the registry knows; `params` only for generated sources, checked as the generator does."""
+    from ilr.benchmarks import REGISTRY
+
+    source = spec["source"]
+    if source not in REGISTRY:
+        fail(f"{key}.source", f"unknown source {source!r} (known: {', '.join(REGISTRY)})")
+    if "params" in spec:
+        if not REGISTRY[source].generated:
+            fail(f"{key}.params", f"only generated sources take params; {source!r} is read from the hub or `path`")
+        from ilr.tiny.task import _params
+
+        try:
+            _params(spec["params"])
+        except ValueError as e:
+            fail(f"{key}.params", str(e))
 
 
 def _check_group_method(config: dict, key: str, mname: str, fail) -> None:
@@ -451,15 +691,16 @@ def stage_spec(config: dict, stage: str, **ids) -> dict:
         return {"path": m["path"], "build": m.get("build")}
     if stage == "ability":
         return {"ability": c["ability"], "prompts": prompts, "path": c["models"][ids["model"]]["path"],
-                "data": c["data"]["train"]}
+                "data": c["data"]["train"], "generation": c["generation"]}
     if stage == "difficulty":
         members = c["groups"][ids["group"]]
         return {"difficulty": c["difficulty"], "prompts": prompts, "data": c["data"]["train"],
-                "models": {n: c["models"][n]["path"] for n in members}}
+                "models": {n: c["models"][n]["path"] for n in members}, "generation": c["generation"]}
     if stage == "train":
         run, group = ids["method"], ids["group"]
         spec = {"training": training_args(c, run), "prompts": prompts, "data": c["data"]["train"],
-                "models": {n: c["models"][n]["path"] for n in trained_names(c, run, group)}}
+                "models": {n: c["models"][n]["path"] for n in trained_names(c, run, group)},
+                "generation": c["generation"]}
         if "seed" in ids:
             spec["seed"] = int(ids["seed"])
         if is_group_run(c, run):
@@ -468,7 +709,7 @@ def stage_spec(config: dict, stage: str, **ids) -> dict:
         return spec
     if stage == "evaluate":
         benches = ids.get("benchmarks") or [ids["benchmark"]]
-        spec = {"evaluation": c["evaluation"], "prompts": prompts,
+        spec = {"evaluation": c["evaluation"], "prompts": prompts, "generation": c["generation"],
                 "benchmarks": {b: c["benchmarks"][b] for b in benches}}
         if ids.get("method") == BASE and "model" in ids:
             spec["path"] = c["models"][ids["model"]]["path"]
@@ -477,6 +718,7 @@ def stage_spec(config: dict, stage: str, **ids) -> dict:
         return spec
     if stage == "multi_agent":
         return {"mode": c["multi_agent"].get("mode", "cooperation"), "evaluation": c["evaluation"], "prompts": prompts,
+                "generation": c["generation"],
                 "benchmark": c["benchmarks"][ids["benchmark"]],
                 "models": {n: c["models"][n]["path"] for n in ids["models"]}}
     if stage == "tables":
@@ -534,3 +776,18 @@ def resources(config: dict, rule: str, sizes: list[str] | None = None) -> dict:
     # an explicit per-rule value is the job's total, not a per-model value
     out.update({k: v for k, v in rule_res.items() if k != "sizes"})
     return out
+
+
+# --------------------------------------------------------------------------------------------------
+# `python -m ilr check-config FILE...`: the validation a Snakemake run does first, without Snakemake (whose
+# own parse of a `--configfile` ends at a YAML syntax error without naming the line)
+
+
+def add_arguments(p) -> None:
+    p.add_argument("files", nargs="+", help="config files, merged in order as by `snakemake --configfile A B`")
+
+
+def main(args) -> int:
+    load_merged(args.files)
+    print(f"{', '.join(args.files)}: valid")
+    return 0

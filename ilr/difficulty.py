@@ -19,13 +19,28 @@ import statistics
 
 from ilr.io import read_jsonl, write_jsonl
 
-RATING = re.compile(r"\b(10|[1-9])\b")
+NUMBER = r"(10(?:\.0+)?|[1-9](?:\.\d+)?)"
+# "a scale from 1 to 10", "1-10", "between 1 and 10": the scale, not a rating
+SCALE = re.compile(r"\b1\s*(?:\([^)]*\)\s*)?(?:to|-|–|and)\s*10\b", re.IGNORECASE)
+EXPLICIT = [re.compile(NUMBER + r"\s*(?:/|out of)\s*10\b", re.IGNORECASE),                 # "7/10", "7 out of 10"
+            re.compile(r"(?:rating|difficulty|score|rate(?: it)?(?: as| at)?|would say)\W{0,5}(?:is\W{0,3})?"
+                       + NUMBER + r"\b", re.IGNORECASE)]                                     # "Rating: 7"
+STANDALONE = re.compile(r"(?<![\d.])" + NUMBER + r"(?![\d.]*\d)")
 
 
 def parse_rating(text: str) -> float | None:
-    """The first integer 1..10 in a model's reply, scaled to [0, 1]; None when there is none."""
-    m = RATING.search(text)
-    return None if m is None else (int(m.group(1)) - 1) / 9
+    """A model's difficulty rating from 1 to 10, scaled to [0, 1]; None when the reply holds none or several.
+
+    An explicit rating ("7/10", "Rating: 7") wins; otherwise, with the scale itself ("from 1 to 10")
+    taken out, the reply must hold exactly one number from 1 to 10 (possibly repeated): "7" or
+    "I'd say 7." parse, "On a scale of 1 to 10, 4 or 5" does not.
+    """
+    for pattern in EXPLICIT:
+        found = pattern.findall(text)
+        if found:
+            return (float(found[-1]) - 1) / 9
+    values = {float(v) for v in STANDALONE.findall(SCALE.sub(" ", text))}
+    return (values.pop() - 1) / 9 if len(values) == 1 else None
 
 
 def parse_level(record: dict) -> float | None:
@@ -42,33 +57,33 @@ def combine(ratings: list[dict[str, float | None]]) -> list[float | None]:
 
 
 def rate_with_models(config: dict, models: list[str], records: list[dict]) -> list[dict[str, float | None]]:
-    from ilr.evaluate import answer_and_grade, transformers_sampler
-    from ilr.generation import complete, load_model
-    from ilr.prompts import as_model_input, load as load_prompts
+    import torch
+
+    from ilr.evaluate import answer_and_grade
+    from ilr.generation import open_engine
+    from ilr.prompts import load as load_prompts
+    from ilr.seeding import stable_seed
 
     spec = config["difficulty"]
     prompts = load_prompts(config["prompts"])
     ratings: list[dict[str, float | None]] = [{} for _ in records]
-    import torch
-
-    from ilr.train.common import stable_seed
-
     for name in models:
-        model, tokenizer = load_model(config["models"][name]["path"])
-        # sampled ratings (empirical, T > 0) are the same in every run and whatever the group's order
+        engine = open_engine(config, config["models"][name]["path"], config["models"][name]["size"])
+        # sampled ratings (T > 0) are the same in every run and whatever the group's order
         torch.manual_seed(stable_seed("difficulty", name))
         if spec["method"] == "self_rank":
-            texts = complete(model, tokenizer, [as_model_input(tokenizer, prompts.rate_difficulty(r)) for r in records],
-                             max_new_tokens=8, temperature=0.0, progress=True)
-            values = [parse_rating(t) for t in texts]
+            outs = engine.sample_texts([prompts.rate_difficulty(r) for r in records], n=1,
+                                       max_new_tokens=spec["max_new_tokens"], temperature=spec["temperature"],
+                                       progress=True)
+            values = [parse_rating(o[0].text) for o in outs]
         else:  # empirical
-            graded = answer_and_grade(transformers_sampler(model, tokenizer), tokenizer, prompts, records, spec["samples"], spec["temperature"],
+            graded = answer_and_grade(engine, prompts, records, spec["samples"], spec["temperature"],
                                       spec["max_new_tokens"], progress=True)
             k = spec["samples"]
             values = [1.0 - sum(g["correct"] for g in graded[i * k:(i + 1) * k]) / k for i in range(len(records))]
         for row, v in zip(ratings, values):
             row[name] = v
-        del model
+        del engine
     return ratings
 
 

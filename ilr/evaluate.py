@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import time
 from pathlib import Path
 
@@ -18,15 +17,6 @@ import numpy as np
 
 from ilr.io import read_jsonl, sha256_file, sha256_json, sha256_tree, write_json
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def git_commit() -> str | None:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
 
 
 def dvc_md5(path: str | Path) -> str:
@@ -61,25 +51,14 @@ def bootstrap_ci(per_question: list[float], resamples: int, seed: int, level: fl
     return float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
 
 
-def transformers_sampler(model, tokenizer):
-    from ilr.generation import sample
-
-    return lambda texts, **kw: sample(model, tokenizer, texts, **kw)
-
-
-def answer_and_grade(sampler, tokenizer, prompt_set, records: list[dict], samples: int, temperature: float,
+def answer_and_grade(engine, prompt_set, records: list[dict], samples: int, temperature: float,
                      max_new_tokens: int, progress: bool = False) -> list[dict]:
-    """Each record's question answered alone `samples` times and graded.
-
-    sampler(texts, n=, max_new_tokens=, temperature=, progress=) -> list[list[Sample]]: the
-    transformers path (`transformers_sampler`) or a vLLM engine's `sample`.
-    """
+    """Each record's question answered alone `samples` times by `engine` (ilr.generation) and graded."""
     from ilr.grading import grade_many
-    from ilr.prompts import as_model_input
 
     prompts = [prompt_set.solve(r) for r in records]
-    outs = sampler([as_model_input(tokenizer, p) for p in prompts], n=samples,
-                   max_new_tokens=max_new_tokens, temperature=temperature, progress=progress)
+    outs = engine.sample_texts(prompts, n=samples, max_new_tokens=max_new_tokens, temperature=temperature,
+                               progress=progress)
     flat_records = [r for r in records for _ in range(samples)]
     flat_texts = [s.text for group in outs for s in group]
     grades = grade_many(flat_records, flat_texts)
@@ -113,20 +92,14 @@ def main(args: argparse.Namespace) -> int:
     import torch
 
     from ilr import config as cfg
-    from ilr.generation import load_model
+    from ilr.generation import open_engine
     from ilr.prompts import load as load_prompts
+    from ilr.provenance import environment
 
     config = cfg.load(args.config)
     ev = config["evaluation"]
     torch.manual_seed(args.seed)
-    if ev.get("engine", "transformers") == "vllm":
-        from ilr.vllm_engine import VLLMEngine
-
-        engine = VLLMEngine(args.model_path, ev, args.seed, config["models"][args.model].get("size"))
-        sampler, tokenizer = engine.sample, engine.tokenizer
-    else:
-        model, tokenizer = load_model(args.model_path)
-        sampler = transformers_sampler(model, tokenizer)
+    engine = open_engine(config, args.model_path, config["models"][args.model]["size"], args.seed)
     prompt_set = load_prompts(config["prompts"])
     checkpoint_hash = sha256_tree(args.model_path) if Path(args.model_path).exists() else args.model_path
     checkpoint_dvc = dvc_md5(args.model_path) if Path(args.model_path).exists() else None  # hub id: none
@@ -134,7 +107,7 @@ def main(args: argparse.Namespace) -> int:
         data_file = Path(args.data_dir) / "bench" / f"{bench}.jsonl"
         records = read_jsonl(data_file)
         t0 = time.time()
-        graded = answer_and_grade(sampler, tokenizer, prompt_set, records, ev["samples"], ev["temperature"],
+        graded = answer_and_grade(engine, prompt_set, records, ev["samples"], ev["temperature"],
                                   ev["max_new_tokens"], progress=True)
         per_q = per_question_accuracy(graded)
         lo, hi = bootstrap_ci(list(per_q.values()), ev["bootstrap"], seed=args.seed)
@@ -143,7 +116,7 @@ def main(args: argparse.Namespace) -> int:
             "seed": args.seed, "accuracy": float(np.mean(list(per_q.values()))), "n": len(per_q),
             "ci_low": lo, "ci_high": hi, "ci_level": 0.95, "seconds": round(time.time() - t0, 2),
             "provenance": {
-                "git_commit": git_commit(),
+                **environment(),
                 "config_hash": sha256_json(cfg.stage_spec(config, "evaluate", benchmark=bench)),
                 "data_file": str(data_file), "data_sha256": sha256_file(data_file),
                 "checkpoint": str(args.model_path), "checkpoint_sha256": checkpoint_hash,

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ilr.generation import Sample, sample
-from ilr.prompts import PromptSet, as_model_input
+from ilr.generation import Engine, Sample
+from ilr.prompts import PromptSet
 
 
 @dataclass
@@ -29,19 +29,17 @@ class Idea3Output:
     fusion: list[Sample] = field(default_factory=list)
 
 
-def run_idea3(members: dict, prompt_set: PromptSet, records: list[dict], modes: list[str | None],
+def run_idea3(members: dict[str, Engine], prompt_set: PromptSet, records: list[dict], modes: list[str | None],
               n_fusion: int, temperature: float, max_new_tokens: int,
               n_sharing: int = 1) -> dict[str, list[Idea3Output]]:
-    """members: name -> (model, tokenizer). Returns, per model, one Idea3Output per record."""
+    """members: name -> the engine that samples from it. Returns, per model, one Idea3Output per record."""
     names = list(members)
     out = {n: [Idea3Output() for _ in records] for n in names}
     interacting = [q for q, mode in enumerate(modes) if mode is not None]
     shared = range(len(records)) if n_sharing > 1 else interacting
 
     def generate(name: str, texts: list[str], n: int) -> list[list[Sample]]:
-        model, tokenizer = members[name]
-        return sample(model, tokenizer, [as_model_input(tokenizer, t) for t in texts], n=n,
-                      max_new_tokens=max_new_tokens, temperature=temperature)
+        return members[name].sample_texts(texts, n=n, max_new_tokens=max_new_tokens, temperature=temperature)
 
     def peers_of(name: str, q: int, stage: str) -> list[str]:
         return [getattr(out[o][q], stage) for o in names if o != name]

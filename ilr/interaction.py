@@ -12,7 +12,7 @@ import math
 import random
 from collections.abc import Mapping
 
-from ilr.train.common import stable_seed
+from ilr.seeding import stable_seed
 
 COOPERATION, COMPETITION = "cooperation", "competition"
 AGGREGATES = {"mean": lambda xs: sum(xs) / len(xs), "min": min, "max": max}

@@ -6,7 +6,7 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -15,13 +15,27 @@ class DataError(ValueError):
     """A malformed input file: the message names the file, the line or key, and what was expected."""
 
 
+def _create_temp(path: Path) -> str:
+    """Create an empty, unused file next to `path` with the mode the user's umask gives (0644 under umask
+    022). Not `tempfile.mkstemp`: it creates 0600 files, and the result would be unreadable to the group
+    (results on a shared cluster). The kernel applies the umask to os.open's mode; reading the umask with
+    os.umask() instead would briefly change it for every thread of the process."""
+    while True:
+        tmp = str(path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to `path`; rename it onto `path` only if the block succeeds."""
+    """Yield a temporary path next to `path`; rename it onto `path` only if the block succeeds. The file
+    gets the mode of any file the user creates (umask), not mkstemp's 0600."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = _create_temp(path)
     try:
         yield Path(tmp)
         os.replace(tmp, path)
@@ -33,6 +47,18 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 def write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def write_once(path: str | os.PathLike, text: str) -> None:
+    """Write a content-addressed file (its name carries the hash of `text`) unless it already exists; an
+    existing file is never rewritten (readers may hold it), and one with other content is an error."""
+    path = Path(path)
+    if path.exists():
+        if path.read_text(encoding="utf-8") != text:
+            raise DataError(f"{path}: exists with other content than its name promises (edited by hand?); "
+                            "move it away and rerun")
+        return
+    write_text(path, text)
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
@@ -101,6 +127,10 @@ def sha256_tree(path: str | os.PathLike) -> str:
         h.update(str(p.relative_to(root)).encode())
         h.update(sha256_file(p).encode())
     return h.hexdigest()
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def sha256_json(obj: Any) -> str:

@@ -18,17 +18,12 @@ from ilr.io import read_jsonl, write_json
 
 
 def debate(members: dict, prompt_set, records: list[dict], max_new_tokens: int) -> dict[str, list[str]]:
-    from ilr.generation import complete
-    from ilr.prompts import as_model_input
-
-    def run(name: str, texts: list[str]) -> list[str]:
-        model, tok = members[name]
-        return complete(model, tok, [as_model_input(tok, t) for t in texts], max_new_tokens=max_new_tokens)
-
-    first = {n: run(n, [prompt_set.solve(r) for r in records]) for n in members}
-    return {n: run(n, [prompt_set.debate_revise(r, first[n][q], [first[o][q] for o in members if o != n])
-                       for q, r in enumerate(records)])
-            for n in members}
+    """members: name -> engine. Two rounds: each answers alone, then revises after reading the others."""
+    first = {n: e.complete([prompt_set.solve(r) for r in records], max_new_tokens=max_new_tokens)
+             for n, e in members.items()}
+    return {n: e.complete([prompt_set.debate_revise(r, first[n][q], [first[o][q] for o in members if o != n])
+                           for q, r in enumerate(records)], max_new_tokens=max_new_tokens)
+            for n, e in members.items()}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -45,33 +40,36 @@ def main(args: argparse.Namespace) -> int:
 
     from ilr import config as cfg
     from ilr.evaluate import bootstrap_ci
-    from ilr.generation import complete, load_model
+    from ilr.generation import open_engine
     from ilr.grading import grade_many
     from ilr.idea3 import run_idea3
-    from ilr.prompts import as_model_input, load as load_prompts
+    from ilr.prompts import load as load_prompts
 
     config = cfg.load(args.config)
     ev, mode = config["evaluation"], config.get("multi_agent", {}).get("mode", "cooperation")
     paths = args.model_paths or [config["models"][n]["path"] for n in args.models]
-    members = {n: load_model(p) for n, p in zip(args.models, paths)}
+    # the models answer together, so they share the job's GPUs: each vLLM engine takes its part of them
+    shared = dict(config, generation={**config["generation"], "gpu_memory_utilization":
+                                      config["generation"]["gpu_memory_utilization"] / len(args.models)})
+    members = {n: open_engine(shared, p, config["models"][n]["size"]) for n, p in zip(args.models, paths)}
     prompt_set = load_prompts(config["prompts"])
     records = read_jsonl(Path(args.data_dir) / "bench" / f"{args.benchmark}.jsonl")
     torch.manual_seed(0)
 
-    answers = {"single": {n: complete(m, t, [as_model_input(t, prompt_set.solve(r)) for r in records],
-                                      max_new_tokens=ev["max_new_tokens"]) for n, (m, t) in members.items()},
+    answers = {"single": {n: e.complete([prompt_set.solve(r) for r in records], max_new_tokens=ev["max_new_tokens"])
+                          for n, e in members.items()},
                "debate": debate(members, prompt_set, records, ev["max_new_tokens"])}
     idea3 = run_idea3(members, prompt_set, records, [mode] * len(records), 1, 0.0, ev["max_new_tokens"])
     answers["idea3"] = {n: [o.fusion[0].text for o in outs] for n, outs in idea3.items()}
 
-    from ilr.evaluate import git_commit
     from ilr.io import sha256_file
+    from ilr.provenance import environment
 
     data_file = Path(args.data_dir) / "bench" / f"{args.benchmark}.jsonl"
     result = {"benchmark": args.benchmark, "models": args.models, "checkpoints": paths, "idea3_mode": mode,
               "protocol": "multi-agent inference: the scored answer is the model's own last answer",
               "provenance": {
-                  "git_commit": git_commit(),
+                  **environment(),
                   "config_hash": cfg.stage_hash(config, "multi_agent", models=args.models, benchmark=args.benchmark),
                   "data_file": str(data_file), "data_sha256": sha256_file(data_file),
                   "decoding": {"samples": 1, "temperature": 0.0, "max_new_tokens": ev["max_new_tokens"]}},

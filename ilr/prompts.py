@@ -13,7 +13,8 @@ such as LaTeX's `\boxed{}`, is kept as written):
 record's question with its options (for choice records).
 
 The text is sent as is to a tokenizer without a chat template (the tiny models) and wrapped as one
-user message by `as_model_input` for a tokenizer that has one (the paper's Instruct models).
+user message for a tokenizer that has one (the paper's Instruct models); `encode_prompt` is the one
+place where prompts become token ids.
 """
 
 from __future__ import annotations
@@ -103,9 +104,38 @@ def load(prompt_dir: str) -> PromptSet:
     return PromptSet(prompt_dir)
 
 
-def as_model_input(tokenizer, text: str) -> str:
-    """The string to tokenize: the template text itself, or a one-turn chat for a chat model."""
+def chat(text: str) -> list[dict]:
+    """The prompt as a one-turn conversation, for a tokenizer with a chat template."""
+    return [{"role": "user", "content": text}]
+
+
+def encode_prompt(tokenizer, text: str) -> list[int]:
+    """The token ids a model is prompted with: the one place where prompts are tokenized.
+
+    A chat model's chat template writes the whole prompt, its BOS included (Llama-3's
+    `<|begin_of_text|>`), so nothing is added to it; a tokenizer without one (a base model, the tiny
+    models) adds its own special tokens, as its post-processor says. Either way exactly one BOS: the
+    trap is rendering the template to text and tokenizing that text with special tokens (two BOS).
+    """
     if getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
-                                             add_generation_prompt=True)
-    return text
+        ids = list(tokenizer.apply_chat_template(chat(text), add_generation_prompt=True, tokenize=True,
+                                                 return_dict=True)["input_ids"])
+    else:
+        ids = list(tokenizer(text)["input_ids"])
+    bos = tokenizer.bos_token_id
+    if bos is not None and ids[:2] == [bos, bos]:
+        raise ValueError(f"the prompt starts with two BOS tokens ({tokenizer.bos_token!r}): check the tokenizer's "
+                         "chat template and post-processor")
+    return ids
+
+
+def trl_prompt(tokenizer, text: str):
+    """The prompt as handed to TRL's GRPOTrainer, which tokenizes it itself: a conversation for a chat model
+    (TRL applies the chat template with tokenize=True), else the text (TRL calls the tokenizer with its
+    special tokens). Either way the ids are `encode_prompt`'s (tests/test_tokenization.py)."""
+    return chat(text) if getattr(tokenizer, "chat_template", None) else text
+
+
+def completion_text(completion) -> str:
+    """A completion as TRL hands it to a reward function: text, or for a conversation the assistant message."""
+    return completion if isinstance(completion, str) else completion[-1]["content"]

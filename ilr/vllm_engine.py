@@ -1,56 +1,116 @@
-"""vLLM's offline engine for evaluation on GPU clusters (config `evaluation.engine: vllm`).
+"""vLLM engines for GPU clusters (config `generation.engine: vllm`; optional extra `pip install .[gpu]`).
 
-Imported only when that engine is chosen: vLLM is an optional extra (`pip install .[gpu]`) and does
-not run on the CPU path. `engine_args` and `sampling_args` are plain functions so that the exact
-arguments the cluster run will pass are tested on a machine without vLLM.
+- `VLLMEngine`: vLLM's offline `LLM` for the inference stages (ability, difficulty, evaluate, multi-agent).
+- `TrainerVLLMEngine`: the vLLM engine that TRL colocates with a GRPOTrainer (`GRPOConfig.use_vllm`,
+  `vllm_mode="colocate"`), weights synced by TRL at every step. GRPO samples through it inside TRL;
+  the ILR coordinator samples each member through its trainer's engine, so both methods sample alike.
+
+Both take token-id prompts (`ilr.prompts.encode_prompt`): vLLM adds nothing to them, so a Llama-3 prompt
+keeps its one `<|begin_of_text|>` (given text, vLLM's tokenizer would add a second). Generation stops
+on every EOS id of the model's generation config (`stop_token_ids`). vLLM is imported only inside these
+classes: `engine_args`, `sampling_args` and `trl_vllm_args` are plain functions, so that the exact
+arguments a cluster run passes are tested on a machine without vLLM (tests/test_generation.py).
 """
 
 from __future__ import annotations
 
-from ilr.generation import Sample
+from ilr.generation import Engine, Sample, check_sampling, cut_at_eos
 
 
-def tensor_parallel_size(evaluation: dict, size: str | None = None) -> int:
-    """config `evaluation.tensor_parallel_size`: one number, or one per model size (default 1)."""
-    tp = evaluation.get("tensor_parallel_size", 1)
+def tensor_parallel_size(generation: dict, size: str | None = None) -> int:
+    """config `generation.tensor_parallel_size`: one number, or one per model size (default 1)."""
+    tp = generation.get("tensor_parallel_size", 1)
     if isinstance(tp, dict):
         tp = tp.get(size, 1)
     return int(tp)
 
 
-def engine_args(model_path: str, evaluation: dict, seed: int, size: str | None = None) -> dict:
+def engine_args(model_path: str, generation: dict, seed: int, size: str | None = None) -> dict:
     return {
         "model": str(model_path),
-        "tensor_parallel_size": tensor_parallel_size(evaluation, size),
-        "gpu_memory_utilization": float(evaluation.get("gpu_memory_utilization", 0.9)),
-        "max_model_len": int(evaluation.get("max_model_len", 4096)),
+        "tensor_parallel_size": tensor_parallel_size(generation, size),
+        "gpu_memory_utilization": float(generation["gpu_memory_utilization"]),
+        "max_model_len": int(generation["max_model_len"]),
         "dtype": "bfloat16",
         "seed": seed,
+        # sampling is ours (sampling_args), not the model's generation_config.json (Qwen2.5's says
+        # repetition_penalty 1.05, top_k 20): its EOS ids come in as stop_token_ids instead
+        "generation_config": "vllm",
         "enforce_eager": False,
     }
 
 
-def sampling_args(n: int, temperature: float, max_new_tokens: int, top_p: float = 1.0) -> dict:
-    if temperature == 0.0 and n != 1:
-        raise ValueError("greedy decoding gives one completion per prompt: use n=1 or temperature > 0")
-    return {"n": n, "temperature": temperature, "top_p": top_p if temperature > 0 else 1.0,
-            "max_tokens": max_new_tokens}
+def sampling_args(n: int, temperature: float, max_new_tokens: int, stop_token_ids: list[int],
+                  top_p: float = 1.0) -> dict:
+    check_sampling(n, temperature)
+    return {"n": n, "temperature": temperature, "top_p": top_p if temperature > 0 else 1.0, "top_k": 0,
+            "repetition_penalty": 1.0, "max_tokens": max_new_tokens, "stop_token_ids": list(stop_token_ids),
+            "skip_special_tokens": True}
 
 
-class VLLMEngine:
-    """Same `sample` interface as ilr.generation.sample, on a vllm.LLM."""
+def trl_vllm_args(generation: dict, size: str | None = None) -> dict:
+    """GRPOConfig's vLLM keys for training rollouts: vLLM colocated with the training processes."""
+    if generation["engine"] != "vllm":
+        return {"use_vllm": False}
+    return {"use_vllm": True, "vllm_mode": "colocate",
+            "vllm_gpu_memory_utilization": float(generation["training_gpu_memory_utilization"]),
+            "vllm_tensor_parallel_size": tensor_parallel_size(generation, size),
+            "vllm_max_model_length": int(generation["max_model_len"]),
+            "vllm_enable_sleep_mode": True}   # weights and KV cache leave the GPU during the optimizer step
 
-    def __init__(self, model_path: str, evaluation: dict, seed: int, size: str | None = None):
+
+def model_eos_ids(model_path: str, tokenizer) -> list[int]:
+    from transformers import GenerationConfig
+
+    from ilr.generation import eos_token_ids
+
+    try:
+        gc = GenerationConfig.from_pretrained(str(model_path))
+    except OSError:   # a checkpoint without generation_config.json
+        gc = None
+    return eos_token_ids(tokenizer, gc)
+
+
+def to_samples(prompt_ids: list[int], completions: list[list[int]], tokenizer, eos: list[int]) -> list[Sample]:
+    out = []
+    for ids in completions:
+        ids, truncated = cut_at_eos(list(ids), eos)
+        out.append(Sample(list(prompt_ids), ids, tokenizer.decode(ids, skip_special_tokens=True), truncated))
+    return out
+
+
+class VLLMEngine(Engine):
+    """vLLM's offline engine, from token ids."""
+
+    def __init__(self, model_path: str, generation: dict, seed: int, size: str | None = None):
         from vllm import LLM  # noqa: PLC0415 - optional GPU dependency
 
-        self.llm = LLM(**engine_args(model_path, evaluation, seed, size))
+        self.llm = LLM(**engine_args(model_path, generation, seed, size))
         self.tokenizer = self.llm.get_tokenizer()
+        self.eos = model_eos_ids(model_path, self.tokenizer)
 
-    def sample(self, prompts: list[str], n: int = 1, max_new_tokens: int = 64, temperature: float = 0.0,
-               top_p: float = 1.0, **_) -> list[list[Sample]]:
+    def sample(self, prompts: list[list[int]], n: int = 1, max_new_tokens: int = 64, temperature: float = 0.0,
+               top_p: float = 1.0, progress: bool = False) -> list[list[Sample]]:
         from vllm import SamplingParams
 
-        params = SamplingParams(**sampling_args(n, temperature, max_new_tokens, top_p))
-        outputs = self.llm.generate(prompts, params)
-        return [[Sample(list(o.prompt_token_ids), list(c.token_ids), c.text, c.finish_reason == "length")
-                 for c in o.outputs] for o in outputs]
+        params = SamplingParams(**sampling_args(n, temperature, max_new_tokens, self.eos, top_p))
+        outputs = self.llm.generate([{"prompt_token_ids": list(p)} for p in prompts], params, use_tqdm=progress)
+        return [to_samples(p, [c.token_ids for c in o.outputs], self.tokenizer, self.eos)
+                for p, o in zip(prompts, outputs)]
+
+
+class TrainerVLLMEngine(Engine):
+    """Sampling through the vLLM engine TRL colocates with `trainer` (its weights synced by TRL before the
+    rollout). TRL's engine samples at the trainer's temperature and max_completion_length."""
+
+    def __init__(self, trainer):
+        from ilr.generation import eos_token_ids
+
+        self.trainer, self.tokenizer = trainer, trainer.processing_class
+        self.eos = eos_token_ids(self.tokenizer, trainer.model.generation_config)
+
+    def sample(self, prompts: list[list[int]], n: int = 1, **_) -> list[list[Sample]]:
+        flat = [list(p) for p in prompts for _ in range(n)]   # colocate mode samples one completion per row
+        _, completion_ids, _, _ = self.trainer.vllm_generation.generate(prompts=flat, images=None, num_generations=n)
+        return [to_samples(p, completion_ids[i * n:(i + 1) * n], self.tokenizer, self.eos)
+                for i, p in enumerate(prompts)]

@@ -124,3 +124,39 @@ def train_args(study_dir: Path, config_path: Path, method: str, out: Path) -> li
             "--train", str(study_dir / "train.jsonl"),
             "--ability", str(study_dir / "tiny-llama.json"), str(study_dir / "tiny-qwen-s.json"),
             "--difficulty", str(study_dir / "difficulty.jsonl"), "--out-dir", str(out)]
+
+
+def make_llama3_style_model(path: Path, seed: int = 0, hidden: int = 32) -> Path:
+    """A real tiny Llama with a Llama-3-style tokenizer: its post-processor adds <|begin_of_text|> to every
+    encode, its chat template writes <|begin_of_text|> too, its EOS is <|eot_id|> and the model's generation
+    config ends on <|eot_id|>, <|end_of_text|> and the pad token (as Qwen2.5's ends on its pad token): the
+    tokenizer the paper's Llama-3.1 has, in miniature."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, processors
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    from ilr.tiny.tokenizer import CHARS
+
+    specials = ["<|pad|>", "<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>", "<|start_header_id|>",
+                "<|end_header_id|>", "<unk>"]
+    vocab = {t: i for i, t in enumerate(specials + CHARS)}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+    tok.decoder = decoders.Fuse()
+    bos = ("<|begin_of_text|>", vocab["<|begin_of_text|>"])
+    tok.post_processor = processors.TemplateProcessing(single="<|begin_of_text|> $A", special_tokens=[bos])
+    template = ("{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n"
+                "{{ m['content'] }}<|eot_id|>{% endfor %}"
+                "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}")
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|begin_of_text|>", eos_token="<|eot_id|>",
+                                   pad_token="<|pad|>", unk_token="<unk>", padding_side="left",
+                                   chat_template=template)
+    fast.add_special_tokens({"extra_special_tokens": ["<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>"]})
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(LlamaConfig(
+        vocab_size=len(vocab), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=1,
+        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512, pad_token_id=vocab["<|pad|>"],
+        bos_token_id=vocab["<|begin_of_text|>"], eos_token_id=vocab["<|eot_id|>"]))
+    model.generation_config.eos_token_id = [vocab["<|eot_id|>"], vocab["<|end_of_text|>"], vocab["<|pad|>"]]
+    model.save_pretrained(path)
+    fast.save_pretrained(path)
+    return path

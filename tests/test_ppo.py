@@ -100,15 +100,23 @@ def train_file(tmp_path_factory):
 
 
 def _config(model_dir, steps=4, save_steps=2, beta=0.05):
-    return {
-        "prompts": "tiny",
-        "models": {"tiny": {"path": str(model_dir)}},
-        "training": {"steps": steps, "questions_per_step": 2, "num_generations": 2, "learning_rate": 1e-3,
-                     "beta": beta, "epsilon": 0.2, "temperature": 1.0, "max_new_tokens": 6,
-                     "save_steps": save_steps},
-        "methods": {"ppo": {"trainer": "ppo", "vf_coef": 0.5, "gae_lambda": 0.95, "gae_gamma": 1.0,
-                            "micro_batch_size": 3}},
-    }
+    """The tiny study's config with one model and a ppo method, validated (the schema fills ppo's defaults)."""
+    import yaml
+
+    from conftest import REPO
+    from ilr import config as cfg
+
+    c = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    c["models"] = {"tiny": {"path": str(model_dir), "size": "small"}}
+    c["groups"] = {"g": ["tiny", "tiny2"]}
+    c["models"]["tiny2"] = {"path": str(model_dir), "size": "small"}
+    c["training"].update(steps=steps, questions_per_step=2, num_generations=2, learning_rate=1e-3, beta=beta,
+                         epsilon=0.2, temperature=1.0, max_new_tokens=6, save_steps=save_steps)
+    c["methods"] = {"ppo": {"trainer": "ppo", "vf_coef": 0.5, "gae_lambda": 0.95, "gae_gamma": 1.0,
+                            "micro_batch_size": 3}}
+    c["tables"] = {"main": {"benchmarks": ["arith"]}}
+    c.pop("multi_agent")
+    return cfg.validate(c)
 
 
 def _reward(record, completion):   # has variance on a random tiny model; independent of ilr.grading

@@ -41,7 +41,7 @@ def interrupt(args, marks, sig=signal.SIGTERM, timeout=300):
     return proc.returncode, err
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])   # Slurm; Ctrl-C
 def test_ilr_group_saves_on_signal_and_resumes(warm_study, sig):
     cfg, config_path, d = warm_study
     straight, stopped = d / "straight", d / "stopped"

@@ -5,7 +5,7 @@ Vocabulary: <pad>, <bos>, <eos>, <unk>, then newline and every printable ASCII c
 its own token) and a Fuse decoder (tokens are joined without spaces), wrapped in transformers'
 PreTrainedTokenizerFast and saved with save_pretrained; reload with AutoTokenizer.from_pretrained.
 
-No chat template: prompts go in as plain text (ilr.prompts.as_model_input). No special token is
+No chat template: prompts go in as plain text (ilr.prompts.encode_prompt). No special token is
 added on encode (no post-processor): the study encodes prompts with add_special_tokens=False and
 the warm-up appends <eos> to every target. Padding side is left, for batched generation.
 """

@@ -1,16 +1,25 @@
 """The `train` stage: one method, one group (or one model for single-agent methods), one seed.
 
-Dispatches on the method's `trainer` (config `methods.<name>.trainer`): grpo (TRL's GRPOTrainer),
-ppo (a small actor-critic, ilr/train/ppo.py), ilr (the group trainer, ilr/train/ilr.py).
-Every trained model lands in `<out-dir>/<model>/final/` (model + tokenizer, save_pretrained).
-On SIGTERM / SIGUSR1 (Slurm preemption or time limit) the run saves a checkpoint at the end of the
-current step and exits with 128 + the signal number; rerun, it resumes there (ilr/train/preempt.py).
+A method's `trainer` (config `methods.<name>.trainer`) names a module of TRAINERS; each defines
+`train(config, args)` with the arguments below. Every trained model lands in
+`<out-dir>/<model>/final/` (model + tokenizer, save_pretrained), written once by the main process of a
+multi-process job (ilr/train/dist.py). On SIGTERM / SIGUSR1 / SIGINT (Slurm preemption, time limit,
+Ctrl-C) the run saves a checkpoint at the end of the current step and exits with 128 + the signal
+number; rerun, it resumes there (ilr/train/preempt.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+
+# trainer name (config methods.<m>.trainer) -> module with train(config, args)
+TRAINERS = {
+    "grpo": "ilr.train.grpo",   # TRL's GRPOTrainer
+    "ppo": "ilr.train.ppo",     # a small actor-critic on accelerate
+    "ilr": "ilr.train.ilr",     # the group trainer: one GRPOTrainer per member
+}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,33 +37,24 @@ def main(args: argparse.Namespace) -> int:
     import torch
 
     from ilr import config as cfg
-    from ilr.train import preempt
+    from ilr.train import dist, preempt
 
     preempt.install()  # main thread: the trainers only look at the flag it sets
+    dist.init()
     config = cfg.load(args.config)
     method = cfg.method_config(config, args.method)
     torch.manual_seed(args.seed)
     try:
-        _dispatch(config, method, args)
+        importlib.import_module(TRAINERS[method["trainer"]]).train(config, args)
     except preempt.Interrupted as e:
         print(f"[ilr train] {e}", file=sys.stderr, flush=True)
         return e.exit_code
-    from ilr.report.curves import plot_training_curve
+    if dist.is_main():
+        from pathlib import Path
 
-    plot_training_curve(args.out_dir, title=f"{args.method} / {args.group} / seed {args.seed}")
+        from ilr.report.curves import plot_training_curve
+
+        plot_training_curve(args.out_dir, title=f"{args.method} / {args.group} / seed {args.seed}")
+        # finished: running this job again means retraining (a forced rerun), not resuming (train.smk)
+        Path(args.out_dir, ".done").write_text("finished\n")
     return 0
-
-
-def _dispatch(config: dict, method: dict, args: argparse.Namespace) -> None:
-    if method["trainer"] == "grpo":
-        from ilr.train.grpo import train_grpo
-        train_grpo(config, args.method, args.group, args.seed, args.train, args.out_dir)
-    elif method["trainer"] == "ppo":
-        from ilr.train.ppo import train_ppo
-        train_ppo(config, args.method, args.group, args.seed, args.train, args.out_dir)
-    elif method["trainer"] == "ilr":
-        from ilr.train.ilr import train_ilr
-        train_ilr(config, args.method, args.group, args.seed, args.train, args.ability, args.difficulty,
-                  args.out_dir)
-    else:  # the config schema makes this unreachable
-        raise ValueError(f"methods.{args.method}.trainer: unknown trainer {method['trainer']!r}")

@@ -1,23 +1,23 @@
-"""What every trainer shares: the question schedule, the rule-based reward, and run bookkeeping.
+"""What every trainer shares: the question schedule, the reward, TRL's config, and writing results once.
 
 All methods see the same questions in the same order with the same number of updates (METHOD.md
 section 6): `question_schedule` fixes that order once from the seed, and every trainer consumes it
-without shuffling.
+without shuffling, `questions_per_step` questions per optimizer step whatever the number of processes
+(ilr/train/dist.py).
 """
 
 from __future__ import annotations
 
-import hashlib
+import json
+import os
 import random
+import shutil
 from pathlib import Path
+from typing import Callable
 
-from ilr.io import read_jsonl
-
-
-def stable_seed(*parts) -> int:
-    """A seed from any values, stable across processes (Python's hash() of a str is salted)."""
-    digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(digest[:4], "little")
+from ilr.io import append_jsonl, read_jsonl, write_jsonl
+from ilr.seeding import stable_seed
+from ilr.train import dist
 
 
 def question_schedule(train_path: str | Path, steps: int, questions_per_step: int, seed: int) -> list[dict]:
@@ -51,3 +51,143 @@ def latest_checkpoint(checkpoint_dir: str | Path) -> Path | None:
         return None
     done = [p for p in d.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
     return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
+
+
+def load_for_training(path: str | Path):
+    """A model to train and its tokenizer. Weights in fp32 whatever the checkpoint's dtype: the optimizer
+    updates fp32 master weights and bf16 is autocast (on GPU), since AdamW steps of ~1e-6 on bf16 weights
+    mostly round to nothing. Placement is the trainer's (accelerate, DeepSpeed)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from ilr.generation import load_tokenizer
+
+    return AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32), load_tokenizer(path)
+
+
+def mixed_precision() -> str:
+    """bf16 or no: what `accelerate launch` was told (its config file), else bf16 on a GPU."""
+    import torch
+
+    return os.environ.get("ACCELERATE_MIXED_PRECISION", "bf16" if torch.cuda.is_available() else "no")
+
+
+# ------------------------------------------------------------------------------------- TRL trainers
+
+def grpo_config(args: dict, seed: int, output_dir: Path, rows_per_question: int = 1, **overrides):
+    """TRL's GRPOConfig from a method's merged training args (config `training:` + `methods.<m>:`).
+
+    The per-process batch is this process's share of the step's completions (`rows_per_question` rows of
+    G completions per question: 2 for ILR's [sharing, fusion]), so that N processes train the step's
+    questions once, not N times.
+    """
+    import torch
+    from trl import GRPOConfig
+
+    G = args["num_generations"]
+    kwargs = dict(
+        output_dir=str(output_dir),
+        max_steps=args["steps"],
+        per_device_train_batch_size=dist.per_process(args["questions_per_step"]) * rows_per_question * G,
+        gradient_accumulation_steps=1,
+        num_generations=G,
+        learning_rate=args["learning_rate"],
+        lr_scheduler_type="constant",
+        beta=args["beta"],
+        epsilon=args["epsilon"],
+        loss_type=args["loss_type"],
+        scale_rewards=args["scale_rewards"],
+        temperature=args["temperature"],
+        top_k=0,
+        max_completion_length=args["max_new_tokens"],
+        shuffle_dataset=False,          # the order is question_schedule's, the same for every method
+        save_strategy="steps",
+        save_steps=args["save_steps"],
+        logging_steps=1,
+        report_to=[],
+        seed=seed,
+        data_seed=seed,
+        use_cpu=not torch.cuda.is_available(),
+        bf16=mixed_precision() == "bf16",
+        disable_tqdm=True,              # the ILR group has its own progress bar; grpo turns TRL's on
+    )
+    kwargs.update(overrides)
+    return GRPOConfig(**kwargs)
+
+
+def quiet(trainer):
+    """Drop transformers' per-step printing of the log dict: the logs stay in trainer.state.log_history."""
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)
+    return trainer
+
+
+def records_dataset(records: list[dict], prompt_of) -> "datasets.Dataset":
+    from datasets import Dataset
+
+    return Dataset.from_list([{"prompt": prompt_of(r), "question_id": r["id"], "record": json.dumps(r)}
+                              for r in records])
+
+
+def save_trainer_final(trainer, final_dir: Path) -> None:
+    """A TRL trainer's model and tokenizer into `final_dir`, once and whole (DeepSpeed: gathered)."""
+    publish_dir(final_dir, lambda tmp: trainer.save_model(str(tmp)))
+
+
+# ------------------------------------------------------------------------------------- writing once
+
+def publish_dir(target: str | Path, write: Callable[[Path], None], check=None) -> None:
+    """Write the directory `target` once, whole, where everybody can find it complete or not at all.
+
+    `write(tmp)` runs on every process (it may gather sharded weights, a collective; the writing itself is
+    mostly the main process's), the main process runs `check(tmp)` (default: model weights were written)
+    and renames the directory into place, then every process waits for it.
+    """
+    check = check_weights if check is None else check
+    target = Path(target)
+    tmp = target.with_name(f".{target.name}.tmp")
+    if dist.is_main():
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    dist.barrier()
+    write(tmp)
+    if dist.is_main():
+        check(tmp)
+        readable_by_group(tmp)
+        old = target.with_name(f".{target.name}.old")
+        if target.exists():
+            os.replace(target, old)
+        os.replace(tmp, target)
+        shutil.rmtree(old, ignore_errors=True)
+    dist.barrier()
+
+
+def check_weights(d: Path) -> None:
+    """A saved model has its config and non-empty weights (ZeRO-3 without a gathered 16-bit save writes none)."""
+    weights = list(d.glob("*.safetensors")) + list(d.glob("*.bin"))
+    if not (d / "config.json").is_file() or not weights or not any(w.stat().st_size > 1024 for w in weights):
+        raise RuntimeError(f"{d}: the saved model has no weights (files: {sorted(p.name for p in d.iterdir())}); "
+                           "under DeepSpeed ZeRO-3 the accelerate config needs zero3_save_16bit_model: true")
+
+
+def readable_by_group(d: Path) -> None:
+    """Give what safetensors and torch wrote with mode 0600 the mode the user's umask asks for."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for p in [d, *d.rglob("*")]:
+        p.chmod((0o777 if p.is_dir() else 0o666) & ~umask)
+
+
+def write_log(path: Path, rows: list[dict]) -> None:
+    """Append rows (gathered from every process) to a JSON Lines log: the main process writes."""
+    if dist.is_main():
+        for row in rows:
+            append_jsonl(path, row)
+
+
+def truncate_log(path: Path, last_step: int) -> None:
+    """Keep the lines of steps <= last_step: a resumed run re-logs the steps it redoes."""
+    if dist.is_main() and path.exists():
+        write_jsonl(path, [r for r in read_jsonl(path) if r["step"] <= last_step])
+    dist.barrier()

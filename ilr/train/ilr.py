@@ -1,10 +1,10 @@
 """The ILR group trainer: Dynamic Interaction + Idea3 + Perception Calibration on TRL's GRPOTrainer.
 
 Design. Each model of the group has its own `GRPOTrainer` (own optimizer, reference model, KL
-coefficient and clipping, checkpoints, logging: all TRL's). The trainers run side by side, one
-thread each, and meet once per step in `GroupCoordinator.rollout`, which TRL calls as every
-trainer's `rollout_func`: when all m trainers have arrived (their weights are then at rest), one of
-them runs the group's rollout for the step's questions with every model's current weights:
+coefficient and clipping, checkpoints, logging: all TRL's). The trainers run in one thread each and
+meet once per step in `GroupCoordinator.rollout`, which TRL calls as every trainer's `rollout_func`:
+when all m trainers have arrived (their weights are then at rest), the group's rollout runs for the
+step's questions with every model's current weights:
 
   Dynamic Interaction (cooperation / competition / none per question)
   -> Idea3 (Sharing, Analysis, then G Fusion completions per model)
@@ -16,10 +16,21 @@ their (calibrated) rewards, from which TRL computes group-relative advantages an
 usual. With `train_stages: [sharing, fusion]` each question is two rows of a member's batch: G solo
 (Sharing) answers, calibrated against the peers' Sharing answers, then the G Fusion answers.
 
-Nothing of TRL's optimisation loop is rewritten; the custom pieces are the rollout, one override
-(`_prepare_inputs` without TRL's in-batch shuffle, which would make the member threads draw on the
-shared global RNG in a racy order and break bit-identical resumes) and one lock (around transformers'
-RNG-state load on resume, whose torch.load allowlist is process-wide, not per thread).
+N processes (one per GPU; ilr/train/dist.py). Every model of the group lives on every process of the
+job (sharded over them under DeepSpeed ZeRO-3, replicated under DDP), and each process runs the group
+rollout for its share of the step's questions (`questions_per_step / N`, the slice TRL's dataloader
+hands it). A process's collectives (DDP's all-reduce, DeepSpeed's parameter gathers, TRL's gathers)
+must come in the same order on every process, but m threads issue them: so the members take turns
+(`Turns`), in the group's order, the same on every process. A member holds the turn from the end of
+the group rollout until it arrives at the next one (its loss, optimizer step, logging, checkpoint;
+at the start, its setup; at the end, what follows its last step), then hands it to the next member;
+the group rollout itself runs in one thread while all members wait. The rollout rows are gathered to
+the main process, which alone writes the logs.
+
+Nothing of TRL's optimisation loop is rewritten; the custom pieces are the rollout, the turns, one
+override (`_prepare_inputs` without TRL's in-batch shuffle, which would make the member threads draw on
+the shared global RNG in a racy order and break bit-identical resumes) and one lock (around
+transformers' RNG-state load on resume, whose torch.load allowlist is process-wide, not per thread).
 """
 
 from __future__ import annotations
@@ -32,10 +43,44 @@ from tqdm import tqdm
 
 from ilr.calibration import calibrate
 from ilr.interaction import irt_probability, irt_type, ratio_type
-from ilr.io import append_jsonl, read_json, read_jsonl, write_jsonl
-from ilr.train import preempt
-from ilr.train.common import latest_checkpoint, question_schedule, rule_reward, stable_seed
-from ilr.train.grpo import grpo_config, quiet, records_dataset, save_final
+from ilr.io import read_json, read_jsonl
+from ilr.seeding import stable_seed
+from ilr.train import dist, preempt
+from ilr.train.common import (grpo_config, latest_checkpoint, load_for_training, question_schedule, quiet,
+                              records_dataset, rule_reward, save_trainer_final, truncate_log, write_log)
+
+
+class Turns:
+    """The members' turns, in the group's order. `wait(name)` blocks until it is `name`'s turn; `done(name)`
+    passes it on (after the last member, nobody's turn until `restart`). `abort` wakes everyone with an
+    error, as `threading.Barrier.abort` does."""
+
+    def __init__(self, names: list[str]):
+        self.names, self.current, self.broken = list(names), 0, False
+        self.cond = threading.Condition()
+
+    def wait(self, name: str) -> None:
+        with self.cond:
+            self.cond.wait_for(lambda: self.broken or self.current < len(self.names)
+                               and self.names[self.current] == name)
+            if self.broken:
+                raise threading.BrokenBarrierError
+
+    def done(self, name: str) -> None:
+        with self.cond:
+            assert self.names[self.current] == name, (name, self.current)
+            self.current += 1
+            self.cond.notify_all()
+
+    def restart(self) -> None:
+        with self.cond:
+            self.current = 0
+            self.cond.notify_all()
+
+    def abort(self) -> None:
+        with self.cond:
+            self.broken = True
+            self.cond.notify_all()
 
 
 class GroupCoordinator:
@@ -46,25 +91,32 @@ class GroupCoordinator:
         self.method, self.args, self.seed, self.names = method, args, seed, names
         self.prompts = load_prompts(config["prompts"])
         self.interaction_cfg = config["interaction"]
+        self.use_vllm = config["generation"]["engine"] == "vllm"
         self.schedule, self.gamma, self.difficulty = schedule, gamma, difficulty
         # (choice) train_stages: [fusion], or [sharing, fusion] to train the solo answer too. Each trained
         # stage is a row of the member's dataset per question, in this order, G completions each.
-        self.stages = [s for s in ("sharing", "fusion") if s in args.get("train_stages", ["fusion"])]
+        self.stages = [s for s in ("sharing", "fusion") if s in args["train_stages"]]
         self.run_dir = run_dir
         self.trainers: dict[str, object] = {}
-        self.barrier = threading.Barrier(len(names), timeout=3600)
+        self.turns = Turns(names)
+        self.barrier = threading.Barrier(len(names), action=self._group_step, timeout=None)
+        self.step = 0                                         # the step the barrier's action rolls out
         self.results: dict[str, dict] = {}
         self.dataset_prompt: dict[str, dict[str, str]] = {}   # member -> question id -> its dataset prompt
+        self.stop_after: dict[int, bool] = {}                 # step -> the group's decision to stop there
         self.progress = None
-        self.stop = False                                     # the group's decision at the end of a step
 
-    def agree_stop(self) -> bool:
-        """Called by every member at the end of every step: stop there iff a signal came (preempt.py).
-        One decision for the group, taken while all members wait, so that all stop after the same step."""
-        if self.barrier.wait() == 0:
-            self.stop = preempt.requested()
-        self.barrier.wait()
-        return self.stop
+    def abort(self) -> None:
+        self.barrier.abort()
+        self.turns.abort()
+
+    # -- stopping on a signal: the first member decides (a collective, in its turn), the others follow --
+    def decide_stop(self, name: str):
+        def decide(step: int) -> bool:
+            if name == self.names[0]:
+                self.stop_after[step] = preempt.agreed()
+            return self.stop_after[step]
+        return decide
 
     # -- the TRL seam -------------------------------------------------------------------------
     def rollout_func_for(self, name: str):
@@ -73,27 +125,31 @@ class GroupCoordinator:
         return rollout_func
 
     def rollout(self, name: str, prompts: list, trainer) -> dict:
-        step = trainer.state.global_step  # the update this rollout feeds is step + 1
-        if self.barrier.wait() == 0:       # exactly one member runs the group rollout
-            try:
-                self.results = self.group_rollout(step)
-            except BaseException:
-                self.barrier.abort()
-                raise
-        self.barrier.wait()                # everyone waits for the results
+        step = self.step = trainer.state.global_step   # the update this rollout feeds is step + 1
+        self.turns.done(name)                   # the next member's turn; the last one's arrival rolls out
+        self.barrier.wait()
+        self.turns.wait(name)
         mine = self.results[name]
         G = self.args["num_generations"]
-        expected = [self.dataset_prompt[name][q["id"]] for q in self.step_questions(step) for _ in self.stages]
+        expected = [self.dataset_prompt[name][q["id"]] for q in self.my_questions(step) for _ in self.stages]
         if list(prompts[::G]) != expected:
-            raise RuntimeError(f"{name}: TRL handed step {step} other questions than the schedule's "
-                               "(is shuffle_dataset off and the batch size questions_per_step * G * stages?)")
+            raise RuntimeError(f"{name}: TRL handed step {step} other questions than the schedule's share of "
+                               f"process {dist.rank()} (is shuffle_dataset off and the batch size "
+                               "questions_per_step / processes * G * stages?)")
         return {"prompt_ids": mine["prompt_ids"], "completion_ids": mine["completion_ids"], "logprobs": None,
                 "ilr_reward": mine["rewards"]}
 
+    def _group_step(self) -> None:
+        """The barrier's action: one thread runs the group rollout while every member waits."""
+        try:
+            self.results = self.group_rollout(self.step)
+        finally:
+            self.turns.restart()
+
     # -- one step of the group ----------------------------------------------------------------
-    def step_questions(self, step: int) -> list[dict]:
+    def my_questions(self, step: int) -> list[dict]:
         n = self.args["questions_per_step"]
-        return self.schedule[step * n:(step + 1) * n]
+        return dist.my_slice(self.schedule[step * n:(step + 1) * n])
 
     def interaction_of(self, record: dict) -> tuple[str | None, dict[str, float] | None]:
         rule = self.method["interaction"]
@@ -105,18 +161,30 @@ class GroupCoordinator:
         P = {n: irt_probability(self.gamma[n], d, self.interaction_cfg["slope"]) for n in self.names}
         return irt_type(P, self.interaction_cfg["irt_rule"]), P
 
+    def engine(self, name: str):
+        """How a member samples: TRL's colocated vLLM engine, or generate() on its (gathered) weights."""
+        from trl.models.utils import unwrap_model_for_generation
+
+        from ilr.generation import TransformersEngine
+        from ilr.vllm_engine import TrainerVLLMEngine
+
+        trainer = self.trainers[name]
+        if self.use_vllm:
+            return TrainerVLLMEngine(trainer)
+        return TransformersEngine(trainer.model, trainer.processing_class, gather=lambda: unwrap_model_for_generation(
+            trainer.model_wrapped, trainer.accelerator, gather_deepspeed3_params=True))
+
     def group_rollout(self, step: int) -> dict[str, dict]:
         import torch
 
         from ilr.idea3 import run_idea3
 
-        torch.manual_seed(stable_seed(self.seed, "rollout", step))  # sampling independent of resumes
-        questions = self.step_questions(step)
+        torch.manual_seed(stable_seed(self.seed, "rollout", step, dist.rank()))  # independent of resumes
+        questions = self.my_questions(step)
         decided = [self.interaction_of(r) for r in questions]
-        members = {n: (self.trainers[n].model, self.trainers[n].processing_class) for n in self.names}
         G = self.args["num_generations"]
-        outs = run_idea3(members, self.prompts, questions, [mode for mode, _ in decided], G,
-                         self.args["temperature"], self.args["max_new_tokens"],
+        outs = run_idea3({n: self.engine(n) for n in self.names}, self.prompts, questions,
+                         [mode for mode, _ in decided], G, self.args["temperature"], self.args["max_new_tokens"],
                          n_sharing=G if "sharing" in self.stages else 1)
         results = {n: {"prompt_ids": [], "completion_ids": [], "rewards": []} for n in self.names}
         rows = []
@@ -134,9 +202,9 @@ class GroupCoordinator:
                         results[n]["completion_ids"].append(s.completion_ids)
                         results[n]["rewards"].append(r)
             rows.append(self.log_row(step, record, mode, P, scored, outs, q))
-        for row in rows:
-            append_jsonl(self.run_dir / "rollouts.jsonl", row)
-        self.log_metrics(step, rows)
+        rows = [row for share in dist.gather(rows) for row in share]   # every process's questions, in order
+        write_log(self.run_dir / "rollouts.jsonl", rows)
+        write_log(self.run_dir / "metrics.jsonl", [self.metrics(step, rows)])
         if self.progress is not None:
             self.progress.update(1)
         return results
@@ -162,7 +230,7 @@ class GroupCoordinator:
                                                "calibrated": None if s_cal is None else s_cal[n]}
         return row
 
-    def log_metrics(self, step: int, rows: list[dict]) -> None:
+    def metrics(self, step: int, rows: list[dict]) -> dict:
         metrics = {"step": step + 1,
                    "cooperation_fraction": sum(r["interaction"] == "cooperation" for r in rows) / len(rows)}
         for n in self.names:
@@ -176,7 +244,7 @@ class GroupCoordinator:
                 metrics[f"{n}/sharing_reward"] = sum(shared) / len(shared)
             lengths = [len(t) for r in rows for t in r["models"][n]["completions"]["fusion"]]
             metrics[f"{n}/fusion_chars"] = sum(lengths) / len(lengths)
-        append_jsonl(self.run_dir / "metrics.jsonl", metrics)
+        return metrics
 
 
 _RNG_LOAD_LOCK = threading.Lock()
@@ -186,7 +254,21 @@ def member_trainer_class():
     from trl import GRPOTrainer
 
     class ILRMemberTrainer(GRPOTrainer):
-        """A group member: TRL's GRPOTrainer, generating through the coordinator, batch not shuffled."""
+        """A group member: TRL's GRPOTrainer, generating through the coordinator, batch not shuffled, taking
+        turns with the other members (see the module docstring)."""
+
+        coordinator: GroupCoordinator
+        member: str
+
+        def train(self, *args, **kwargs):
+            self.coordinator.turns.wait(self.member)    # setup (DDP / DeepSpeed init, resume) in turn
+            try:
+                out = super().train(*args, **kwargs)
+            except BaseException:
+                self.coordinator.abort()                # wake the members waiting for this one
+                raise
+            self.coordinator.turns.done(self.member)    # what follows the last step was in turn too
+            return out
 
         def _prepare_inputs(self, generation_batch):
             if not self.model.training:
@@ -197,26 +279,19 @@ def member_trainer_class():
 
         def _load_rng_state(self, checkpoint):
             # transformers allowlists numpy's globals for torch.load by entering and leaving
-            # torch.serialization.safe_globals, which edits one process-wide set: when two members
-            # resume at once, one thread's exit removes the allowlist under the other's load
-            # ("Unsupported global: numpy._core.multiarray._reconstruct"). One member at a time.
+            # torch.serialization.safe_globals, which edits one process-wide set: one member at a time
+            # (the turns already serialise the members; the lock keeps this safe on its own).
             with _RNG_LOAD_LOCK:
                 return super()._load_rng_state(checkpoint)
 
     return ILRMemberTrainer
 
 
-def truncate_log(path: Path, last_step: int) -> None:
-    """Keep the lines of steps <= last_step: a resumed run re-logs the steps it redoes."""
-    if path.exists():
-        write_jsonl(path, [r for r in read_jsonl(path) if r["step"] <= last_step])
-
-
 def train_ilr(config: dict, method_name: str, group: str, seed: int, train_path: str,
               ability_files: list[str], difficulty_file: str | None, out_dir: str) -> None:
     from ilr import config as cfg
-    from ilr.generation import load_model
-    from ilr.prompts import as_model_input
+    from ilr.prompts import trl_prompt
+    from ilr.vllm_engine import trl_vllm_args
 
     method = cfg.method_config(config, method_name)
     args = cfg.training_args(config, method_name)
@@ -237,18 +312,25 @@ def train_ilr(config: dict, method_name: str, group: str, seed: int, train_path:
     coordinator = GroupCoordinator(config, method, args, seed, names, schedule, gamma, difficulty, run_dir)
 
     Trainer = member_trainer_class()
+    # every member's config first: under DeepSpeed ZeRO-3 they make from_pretrained load sharded (zero.Init)
+    trl_args = {n: grpo_config(args, seed, run_dir / n / "checkpoints", rows_per_question=len(coordinator.stages),
+                               **trl_vllm_args(config["generation"], config["models"][n]["size"])) for n in names}
+    for n in names[1:]:
+        # accelerate's state is one per process, with one DeepSpeed plugin: the first member's trainer sets it
+        # up, the others (same DeepSpeed settings) reuse it instead of bringing their own, which it refuses
+        trl_args[n].deepspeed_plugin = None
     for n in names:
-        model, tokenizer = load_model(config["models"][n]["path"])
-        prompt_of = lambda r, tok=tokenizer: as_model_input(tok, coordinator.prompts.solve(r))  # noqa: E731
+        model, tokenizer = load_for_training(config["models"][n]["path"])
+        prompt_of = lambda r, tok=tokenizer: trl_prompt(tok, coordinator.prompts.solve(r))  # noqa: E731
         coordinator.dataset_prompt[n] = {r["id"]: prompt_of(r) for r in schedule}
         rows = [r for r in schedule for _ in coordinator.stages]   # a row per (question, trained stage)
-        coordinator.trainers[n] = quiet(Trainer(
+        trainer = quiet(Trainer(
             model=model, processing_class=tokenizer, train_dataset=records_dataset(rows, prompt_of),
             reward_funcs=lambda prompts, completions, ilr_reward, **_: list(ilr_reward),
-            rollout_func=coordinator.rollout_func_for(n),
-            args=grpo_config(args, seed, run_dir / n / "checkpoints", per_device_train_batch_size=len(
-                coordinator.stages) * args["questions_per_step"] * args["num_generations"])))
-        coordinator.trainers[n].add_callback(preempt.stop_callback(coordinator.agree_stop))
+            rollout_func=coordinator.rollout_func_for(n), args=trl_args[n]))
+        trainer.coordinator, trainer.member = coordinator, n
+        trainer.add_callback(preempt.stop_callback(coordinator.decide_stop(n)))
+        coordinator.trainers[n] = trainer
 
     # Resume every member from the newest step that all of them have checkpointed.
     steps = [latest_checkpoint(run_dir / n / "checkpoints") for n in names]
@@ -264,15 +346,17 @@ def train_ilr(config: dict, method_name: str, group: str, seed: int, train_path:
             coordinator.trainers[name].train(resume_from_checkpoint=str(ckpt) if ckpt else None)
         except BaseException as e:  # noqa: BLE001 - re-raised in the main thread
             errors.append(e)
-            coordinator.barrier.abort()
 
-    coordinator.progress = tqdm(total=args["steps"], initial=resume_step, desc=f"{method_name} {group}", unit="step")
+    if dist.is_main():
+        coordinator.progress = tqdm(total=args["steps"], initial=resume_step, desc=f"{method_name} {group}",
+                                    unit="step")
     threads = [threading.Thread(target=run, args=(n,), name=f"ilr-{n}") for n in names]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    coordinator.progress.close()
+    if coordinator.progress is not None:
+        coordinator.progress.close()
     real = [e for e in errors if not isinstance(e, threading.BrokenBarrierError)]
     if errors:
         raise (real or errors)[0]
@@ -281,7 +365,12 @@ def train_ilr(config: dict, method_name: str, group: str, seed: int, train_path:
         raise preempt.Interrupted(done)
     for n in names:
         trainer = coordinator.trainers[n]
-        with open(run_dir / n / "trainer_log.jsonl", "w") as f:
-            for row in trainer.state.log_history:
-                f.write(json.dumps(row) + "\n")
-        save_final(trainer.model, trainer.processing_class, run_dir / n / "final")
+        if dist.is_main():
+            with open(run_dir / n / "trainer_log.jsonl", "w") as f:
+                for row in trainer.state.log_history:
+                    f.write(json.dumps(row) + "\n")
+        save_trainer_final(trainer, run_dir / n / "final")
+
+
+def train(config: dict, args) -> None:
+    train_ilr(config, args.method, args.group, args.seed, args.train, args.ability, args.difficulty, args.out_dir)

@@ -23,59 +23,48 @@ methods see the same questions, the same number of samples and make the same num
 updates (one per step). With one update on freshly sampled data the ratio is 1 at the update, as in
 TRL's GRPO with `num_iterations=1`; the clipping is in the objective all the same.
 
-Training-args keys read here (config `training` merged with `methods.<method>`; defaults in
-`DEFAULTS`): steps, questions_per_step, num_generations, learning_rate, beta, epsilon, temperature,
+Training-args keys read here (config `training` merged with `methods.<method>`; the defaults of the
+ppo-only keys are in the config schema, workflow/schemas/config.schema.yaml): steps, questions_per_step, num_generations, learning_rate, beta, epsilon, temperature,
 max_new_tokens, save_steps, vf_coef, gae_gamma, gae_lambda, cliprange_value, whiten_advantages,
 critic_learning_rate (null: learning_rate), weight_decay, max_grad_norm (clipped separately for actor
-and critic), lr_scheduler_type, warmup_steps, micro_batch_size (gradient accumulation only; does not
-change the maths), generation_batch_size, save_total_limit, dtype.
+and critic; under DeepSpeed its own global `gradient_clipping` applies instead), lr_scheduler_type,
+warmup_steps, micro_batch_size (gradient accumulation only; does not change the maths),
+generation_batch_size, save_total_limit.
 
-Outputs under `<out_dir>/<model>/`: `final/` (actor + tokenizer, written atomically),
-`checkpoints/checkpoint-N/` (actor, critic, optimizer, scheduler, RNG, `trainer_state.json`) every
-`save_steps`, and `metrics.jsonl` (one row per step: reward_mean/std, kl = mean over sequences of the
-summed per-token log pi - log pi_ref on the sampled tokens (an unbiased estimate that can be negative;
-null when beta == 0, as no reference model is loaded then), policy_loss, value_loss, clip fractions,
-entropy, value/return means, completion_length, truncated_fraction, grad norms, learning_rate). A run restarts from its latest checkpoint; since
-torch is seeded with `stable_seed(seed, step)` before each step's sampling, a killed and restarted run
-ends with the same weights as an uninterrupted one (on CPU).
+Distribution (accelerate): actor and critic are one module (`ActorCritic`) prepared once, with one
+optimizer, on whatever `accelerate launch` set up: one process, DDP, or DeepSpeed ZeRO-3 (the
+paper config; the reference model is then sharded too, and the actor's weights are gathered for
+sampling). Weights are fp32 masters, bf16 autocast on GPU. Each of N processes samples and scores
+its `questions_per_step / N` questions; the loss is the token mean over all processes' completions
+(scaled so that the gradient average over processes gives exactly that), advantages are whitened
+with statistics over all processes, and metrics are summed over them: N processes make the update
+one process would make from the same samples.
+
+Outputs under `<out_dir>/<model>/`: `final/` (actor + tokenizer, written once and atomically by the
+main process, gathered under ZeRO-3), `checkpoints/checkpoint-N/` (`state/`: accelerate's
+`save_state`: model, optimizer, scheduler, every process's RNG; `trainer_state.json`, written last) every
+`save_steps`, `rollouts.jsonl` (per step and question: the G completions and rewards) and
+`metrics.jsonl` (one row per step: reward_mean/std, kl = mean over sequences of the summed per-token
+log pi - log pi_ref on the sampled tokens (an unbiased estimate that can be negative; null when beta ==
+0, as no reference model is loaded then), policy_loss, value_loss, clip fractions, entropy,
+value/return means, completion_length, truncated_fraction, grad norms, learning_rate). A run restarts
+from its latest checkpoint; since torch is seeded with `stable_seed(seed, step, rank)` before each
+step's sampling, a killed and restarted run ends with the same weights as an uninterrupted one (on CPU).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 
-from ilr.io import append_jsonl, read_jsonl, write_json, write_jsonl
-from ilr.train import preempt
-from ilr.train.common import latest_checkpoint, question_schedule, rule_reward, stable_seed
-
-DEFAULTS = {
-    "vf_coef": 0.5,
-    "gae_gamma": 1.0,
-    "gae_lambda": 0.95,
-    "cliprange_value": 0.2,
-    "whiten_advantages": True,
-    "critic_learning_rate": None,
-    "weight_decay": 0.0,
-    "max_grad_norm": 1.0,
-    "lr_scheduler_type": "linear",
-    "warmup_steps": 0,
-    "micro_batch_size": 8,
-    "generation_batch_size": 64,
-    "save_total_limit": None,
-    "dtype": None,
-    "beta": 0.0,
-    "epsilon": 0.2,
-    "temperature": 1.0,
-}
-
+from ilr.seeding import stable_seed
+from ilr.train import dist, preempt
+from ilr.train.common import latest_checkpoint, question_schedule, rule_reward, truncate_log, write_log
 
 # ----------------------------------------------------------------------------- the maths (tested)
 
@@ -154,38 +143,36 @@ def value_loss(values, old_values, returns, mask, clip) -> torch.Tensor:
     return masked_mean(value_loss_terms(values, old_values, returns, clip)[0], mask)
 
 
-# ----------------------------------------------------------------------------- configuration
-
-def _training_args(config: dict, method: str) -> dict:
-    # TODO(lead): swap for ilr.config.training_args(config, method) (helper D) once it exists.
-    try:
-        from ilr.config import training_args
-    except ImportError:
-        training_args = None
-    if training_args is not None:
-        args = dict(training_args(config, method))
-    else:
-        args = {**config.get("training", {}), **config["methods"][method]}
-    return {**DEFAULTS, **{k: v for k, v in args.items() if v is not None or k not in DEFAULTS}}
-
-
 # ----------------------------------------------------------------------------- model plumbing
 
 def _positions(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.cumsum(-1) - 1).clamp(min=0)
 
 
-def _actor_logits(model, input_ids, attention_mask, width_prompt: int) -> torch.Tensor:
-    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=_positions(attention_mask),
-                use_cache=False)
-    return out.logits[:, width_prompt - 1:-1]   # position t predicts completion token t
+class ActorCritic(torch.nn.Module):
+    """The actor and the critic as one module, so that one `accelerator.prepare` (one DDP or DeepSpeed
+    engine) holds both and one optimizer steps both. `forward` returns the actor's logits over the completion
+    positions (position t predicts completion token t) and the critic's values V(state before token t)."""
+
+    def __init__(self, actor, critic):
+        super().__init__()
+        self.actor, self.critic = actor, critic
+
+    def forward(self, input_ids, attention_mask, width_prompt: int, values: bool = True):
+        pos = _positions(attention_mask)
+        logits = self.actor(input_ids=input_ids, attention_mask=attention_mask, position_ids=pos,
+                            use_cache=False).logits[:, width_prompt - 1:-1]
+        if not values:
+            return logits, None
+        backbone = getattr(self.critic, self.critic.base_model_prefix)
+        h = backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=pos,
+                     use_cache=False).last_hidden_state
+        return logits, self.critic.score(h[:, width_prompt - 1:-1]).squeeze(-1).float()
 
 
-def _critic_values(critic, input_ids, attention_mask, width_prompt: int) -> torch.Tensor:
-    backbone = getattr(critic, critic.base_model_prefix)
-    h = backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=_positions(attention_mask),
-                 use_cache=False).last_hidden_state
-    return critic.score(h[:, width_prompt - 1:-1]).squeeze(-1).float()   # V(state before token t)
+def _ref_logits(ref, input_ids, attention_mask, width_prompt: int) -> torch.Tensor:
+    return ref(input_ids=input_ids, attention_mask=attention_mask, position_ids=_positions(attention_mask),
+               use_cache=False).logits[:, width_prompt - 1:-1]
 
 
 def _batch(samples, pad_id: int, device) -> dict:
@@ -202,30 +189,28 @@ def _batch(samples, pad_id: int, device) -> dict:
             "completion_ids": c.to(device), "mask": cm.float().to(device), "width_prompt": p.shape[1]}
 
 
-def _rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
+def _is_zero3(accelerator) -> bool:
+    plugin = accelerator.state.deepspeed_plugin
+    return plugin is not None and plugin.zero_stage == 3
 
 
-def _set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+def _gathered(accelerator, module):
+    """The module with its full weights on every process (ZeRO-3 shards them; generation needs them whole)."""
+    import contextlib
+
+    if _is_zero3(accelerator):
+        import deepspeed
+
+        return deepspeed.zero.GatheredParameters(list(module.parameters()))
+    return contextlib.nullcontext()
 
 
-def _save_dir_atomically(target: Path, write: Callable[[Path], None]) -> None:
-    tmp = target.parent / f".{target.name}.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    write(tmp)
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(tmp, target)
+def _global_whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """masked_whiten with the mean and (unbiased) variance over every process's tokens."""
+    n, s1, s2 = dist.sum_all([mask.sum().item(), (x * mask).sum().item(), (x * x * mask).sum().item()])
+    mean = s1 / max(n, 1)
+    var = max(s2 - n * mean * mean, 0.0) / max(n - 1, 1)
+    return ((x - mean) * (var + eps) ** -0.5) * mask
 
 
 # ----------------------------------------------------------------------------- the trainer
@@ -234,51 +219,51 @@ def train_ppo(config: dict, method: str, model_name: str, seed: int, train_path:
               reward_fn: Callable[[dict, str], float] | None = None, stop_after: int | None = None) -> None:
     """Train `model_name` with PPO; see the module docstring. `reward_fn(record, completion)` defaults to
     the rule-based reward; `stop_after` ends the run after that step (tests: simulate a kill)."""
+    from accelerate import Accelerator
     from tqdm import tqdm
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, get_scheduler
     from transformers.utils import logging as hf_logging
     from trl.trainer.utils import disable_dropout_in_model, entropy_from_logits, selective_log_softmax
 
-    from ilr.generation import load_model, sample
-    from ilr.prompts import as_model_input, load as load_prompts
+    from ilr.generation import TransformersEngine
+    from ilr.prompts import encode_prompt, load as load_prompts
+    from ilr.train.common import load_for_training, mixed_precision, publish_dir
 
-    args = _training_args(config, method)
+    from ilr.config import training_args
+
+    args = training_args(config, method)   # training: + the method's keys, the schema's defaults filled in
     reward_fn = reward_fn or rule_reward
     base = config["models"][model_name]["path"]
     run_dir = Path(out_dir) / model_name
     ckpt_dir = run_dir / "checkpoints"
-    metrics_path = run_dir / "metrics.jsonl"
-    run_dir.mkdir(parents=True, exist_ok=True)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = getattr(torch, args["dtype"]) if args["dtype"] else None
-
     steps, qps, G = int(args["steps"]), int(args["questions_per_step"]), int(args["num_generations"])
+    my_qps = dist.per_process(qps)
     temperature, beta = float(args["temperature"]), float(args["beta"])
     if temperature <= 0:
         raise ValueError(f"methods.{method}: ppo samples, temperature must be > 0 (got {temperature})")
+    # on a machine without GPUs accelerate runs N processes over gloo only when told cpu=True, which also
+    # turns DeepSpeed off: DeepSpeed (launched by accelerate) brings its own CPU process group instead
+    use_deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false") == "true"
+    accelerator = Accelerator(mixed_precision=mixed_precision(), cpu=not torch.cuda.is_available() and not use_deepspeed)
+    if dist.is_main():
+        run_dir.mkdir(parents=True, exist_ok=True)
     schedule = question_schedule(train_path, steps, qps, seed)
-    prompts_set = load_prompts(config.get("prompts", "tiny"))
+    prompts_set = load_prompts(config["prompts"])
 
-    resume = latest_checkpoint(ckpt_dir)
-    src_actor = resume / "actor" if resume else base
-    actor, tokenizer = load_model(src_actor, dtype=dtype)
-    torch.manual_seed(stable_seed(seed, "critic-init"))   # the value head's random init
+    # fp32 master weights whatever the checkpoint's dtype; bf16 is autocast on GPU (mixed_precision)
+    actor, tokenizer = load_for_training(base)
+    torch.manual_seed(stable_seed(seed, "critic-init"))   # the value head's random init, the same on every rank
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()   # the expected "lm_head unexpected, score missing" load report
     try:
-        critic = AutoModelForSequenceClassification.from_pretrained(
-            str(resume / "critic" if resume else base), num_labels=1, dtype=dtype or "auto")
+        critic = AutoModelForSequenceClassification.from_pretrained(str(base), num_labels=1, dtype=torch.float32)
     finally:
         hf_logging.set_verbosity(verbosity)
     critic.config.pad_token_id = tokenizer.pad_token_id
-    ref = None
-    if beta != 0.0:
-        ref = AutoModelForCausalLM.from_pretrained(str(base), dtype=dtype or "auto").to(device).eval()
-        ref.requires_grad_(False)
-        disable_dropout_in_model(ref)
     for m in (actor, critic):
         disable_dropout_in_model(m)
-        m.to(device).train()
+    model = ActorCritic(actor, critic)
+    model.train()
 
     critic_lr = args["critic_learning_rate"] or args["learning_rate"]
     optimizer = torch.optim.AdamW(
@@ -287,107 +272,145 @@ def train_ppo(config: dict, method: str, model_name: str, seed: int, train_path:
         weight_decay=float(args["weight_decay"]))
     scheduler = get_scheduler(args["lr_scheduler_type"], optimizer, num_warmup_steps=int(args["warmup_steps"]),
                               num_training_steps=steps)
+    B = my_qps * G                                  # this process's sequences per step
+    mb = min(max(1, int(args["micro_batch_size"])), B)
+    n_micro = -(-B // mb)
+    grad_scale = dist.world_size()                  # DDP and DeepSpeed average gradients over the processes
+    if accelerator.state.deepspeed_plugin is not None:
+        # no dataloader: DeepSpeed is told the micro-batch, and accumulates n_micro backward passes per step
+        # (it divides each loss by its accumulation steps: undone by grad_scale)
+        ds = accelerator.state.deepspeed_plugin.deepspeed_config
+        ds["train_micro_batch_size_per_gpu"] = mb
+        ds["gradient_accumulation_steps"] = n_micro
+        ds["train_batch_size"] = mb * n_micro * dist.world_size()
+        grad_scale *= n_micro
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    device = accelerator.device
+    ref = None
+    if beta != 0.0:
+        ref = AutoModelForCausalLM.from_pretrained(
+            str(base), dtype=torch.bfloat16 if torch.cuda.is_available() else torch.float32)
+        ref.requires_grad_(False)
+        disable_dropout_in_model(ref)
+        if _is_zero3(accelerator):
+            from trl.models.utils import prepare_deepspeed
+            ref = prepare_deepspeed(ref, accelerator)   # sharded like the trained model
+        else:
+            ref = ref.to(device).eval()
+    unwrapped = accelerator.unwrap_model(model)
+
+    resume = latest_checkpoint(ckpt_dir)
     start = 0
     if resume:
-        state = json.loads((resume / "trainer_state.json").read_text())
-        start = int(state["global_step"])
-        optimizer.load_state_dict(torch.load(resume / "optimizer.pt", map_location=device, weights_only=False))
-        scheduler.load_state_dict(torch.load(resume / "scheduler.pt", weights_only=False))
-        _set_rng_state(torch.load(resume / "rng_state.pth", weights_only=False))
+        accelerator.load_state(str(resume / "state"))   # weights, optimizer, scheduler, every process's RNG
+        start = int(json.loads((resume / "trainer_state.json").read_text())["global_step"])
     # Rows past the checkpoint came from a run that was killed later; they are redone.
-    if metrics_path.exists():
-        write_jsonl(metrics_path, [r for r in read_jsonl(metrics_path) if r["step"] <= start])
+    for log in (run_dir / "metrics.jsonl", run_dir / "rollouts.jsonl"):
+        truncate_log(log, start)
 
     pad_id = tokenizer.pad_token_id
-    mb = max(1, int(args["micro_batch_size"]))
-    bar = tqdm(range(start, steps), desc=f"ppo {model_name}", unit="step", initial=start, total=steps)
+    bar = tqdm(range(start, steps), desc=f"ppo {model_name}", unit="step", initial=start, total=steps,
+               disable=not dist.is_main())
     for step in bar:
-        records = schedule[step * qps:(step + 1) * qps]
-        torch.manual_seed(stable_seed(seed, step))
-        texts = [as_model_input(tokenizer, prompts_set.solve(r)) for r in records]
-        groups = sample(actor, tokenizer, texts, n=G, max_new_tokens=int(args["max_new_tokens"]),
-                        temperature=temperature, batch_size=int(args["generation_batch_size"]))
+        records = dist.my_slice(schedule[step * qps:(step + 1) * qps], my_qps)
+        torch.manual_seed(stable_seed(seed, step, dist.rank()))
+        with _gathered(accelerator, unwrapped.actor):
+            engine = TransformersEngine(unwrapped.actor, tokenizer, batch_size=int(args["generation_batch_size"]))
+            groups = engine.sample([encode_prompt(tokenizer, prompts_set.solve(r)) for r in records], n=G,
+                                   max_new_tokens=int(args["max_new_tokens"]), temperature=temperature)
         samples = [s for g in groups for s in g]
-        scores = torch.tensor([float(reward_fn(rec, s.text)) for rec, g in zip(records, groups) for s in g],
-                              device=device)
+        rewards_q = [[float(reward_fn(rec, s.text)) for s in g] for rec, g in zip(records, groups)]
+        scores = torch.tensor([r for rq in rewards_q for r in rq], device=device)
         batch = _batch(samples, pad_id, device)
-        B, wp, mask = len(samples), batch["width_prompt"], batch["mask"]
+        wp, mask = batch["width_prompt"], batch["mask"]
         ids, att, comp = batch["input_ids"], batch["attention_mask"], batch["completion_ids"]
 
         # Rollout quantities under the sampling policy (no gradient).
-        with torch.no_grad():
+        with torch.no_grad(), accelerator.autocast():
             old_lp, ref_lp, old_v = [], [], []
             for i in range(0, B, mb):
                 sl = slice(i, i + mb)
-                old_lp.append(selective_log_softmax(_actor_logits(actor, ids[sl], att[sl], wp).float(),
-                                                    comp[sl], temperature=temperature))
+                logits, v = model(ids[sl], att[sl], wp)
+                old_lp.append(selective_log_softmax(logits.float(), comp[sl], temperature=temperature))
+                old_v.append(v)
                 if ref is not None:
-                    ref_lp.append(selective_log_softmax(_actor_logits(ref, ids[sl], att[sl], wp).float(),
-                                                        comp[sl], temperature=temperature))
-                old_v.append(_critic_values(critic, ids[sl], att[sl], wp))
+                    ref_lp.append(selective_log_softmax(_ref_logits(ref, ids[sl], att[sl], wp).float(), comp[sl],
+                                                        temperature=temperature))
             old_lp = torch.cat(old_lp) * mask
             ref_lp = torch.cat(ref_lp) * mask if ref is not None else None
             old_v = torch.cat(old_v) * mask
             rewards, kl = token_rewards(scores, old_lp, ref_lp, mask, beta)
             adv, returns = gae(rewards, old_v, mask, float(args["gae_gamma"]), float(args["gae_lambda"]))
             if args["whiten_advantages"]:
-                adv = masked_whiten(adv, mask)
+                adv = _global_whiten(adv, mask)
 
-        # One optimizer update on the whole batch (micro-batches accumulate gradients).
-        n_tok = mask.sum().clamp(min=1)
-        optimizer.zero_grad(set_to_none=True)
+        # One optimizer update on the step's batch over every process (micro-batches accumulate gradients):
+        # the loss is the token mean over all processes' completion tokens.
+        n_tok = max(dist.sum_all([mask.sum().item()])[0], 1.0)
         sums = {"pg": 0.0, "vf": 0.0, "pg_clip": 0.0, "vf_clip": 0.0, "entropy": 0.0}
         for i in range(0, B, mb):
             sl = slice(i, i + mb)
             m = mask[sl]
-            logits = _actor_logits(actor, ids[sl], att[sl], wp).float()
+            with accelerator.autocast():
+                logits, v = model(ids[sl], att[sl], wp)
+            logits = logits.float()
             lp = selective_log_softmax(logits, comp[sl], temperature=temperature)
-            v = _critic_values(critic, ids[sl], att[sl], wp)
             pg, pg_c = policy_loss_terms(lp, old_lp[sl], adv[sl], float(args["epsilon"]))
             vf, vf_c = value_loss_terms(v, old_v[sl], returns[sl], float(args["cliprange_value"]))
             pg_sum, vf_sum = (pg * m).sum(), (vf * m).sum()
-            ((pg_sum + float(args["vf_coef"]) * vf_sum) / n_tok).backward()
+            accelerator.backward((pg_sum + float(args["vf_coef"]) * vf_sum) * grad_scale / n_tok)
             with torch.no_grad():
                 sums["pg"] += pg_sum.item()
                 sums["vf"] += vf_sum.item()
                 sums["pg_clip"] += (pg_c * m).sum().item()
                 sums["vf_clip"] += (vf_c * m).sum().item()
                 sums["entropy"] += (entropy_from_logits(logits / temperature) * m).sum().item()
-        max_norm = float(args["max_grad_norm"]) if args["max_grad_norm"] else float("inf")
-        actor_norm = torch.nn.utils.clip_grad_norm_(actor.parameters(), max_norm)
-        critic_norm = torch.nn.utils.clip_grad_norm_(critic.parameters(), max_norm)
+        actor_norm = critic_norm = None
+        if accelerator.state.deepspeed_plugin is None:   # DeepSpeed clips (its gradient_clipping) and steps itself
+            max_norm = float(args["max_grad_norm"]) if args["max_grad_norm"] else float("inf")
+            actor_norm = float(accelerator.clip_grad_norm_(unwrapped.actor.parameters(), max_norm))
+            critic_norm = float(accelerator.clip_grad_norm_(unwrapped.critic.parameters(), max_norm))
         lr = scheduler.get_last_lr()[0]
         optimizer.step()
         scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
 
-        n = n_tok.item()
+        total = dict(zip(["n_seq", "reward", "reward_sq", "kl", "value", "ret", "length", "truncated",
+                          *sums], dist.sum_all([
+            B, scores.sum().item(), (scores ** 2).sum().item(), kl.sum().item(),
+            (old_v * mask).sum().item(), (returns * mask).sum().item(), mask.sum().item(),
+            sum(s.truncated for s in samples), *sums.values()])))
+        n_seq = total["n_seq"]
+        reward_mean = total["reward"] / n_seq
         row = {
             "step": step + 1,
-            "reward_mean": scores.mean().item(),
-            "reward_std": scores.std().item() if B > 1 else 0.0,
-            "kl": (kl.sum(1).mean().item() if ref is not None else None),   # per sequence, summed over tokens
-            "policy_loss": sums["pg"] / n,
-            "value_loss": sums["vf"] / n,
-            "policy_clipfrac": sums["pg_clip"] / n,
-            "value_clipfrac": sums["vf_clip"] / n,
-            "entropy": sums["entropy"] / n,
-            "value_mean": masked_mean(old_v, mask).item(),
-            "return_mean": masked_mean(returns, mask).item(),
-            "completion_length": mask.sum(1).mean().item(),
-            "truncated_fraction": sum(s.truncated for s in samples) / B,
-            "grad_norm_actor": float(actor_norm),
-            "grad_norm_critic": float(critic_norm),
+            "reward_mean": reward_mean,
+            "reward_std": (max(total["reward_sq"] - n_seq * reward_mean ** 2, 0.0) / max(n_seq - 1, 1)) ** 0.5,
+            "kl": total["kl"] / n_seq if ref is not None else None,   # per sequence, summed over tokens
+            "policy_loss": total["pg"] / n_tok,
+            "value_loss": total["vf"] / n_tok,
+            "policy_clipfrac": total["pg_clip"] / n_tok,
+            "value_clipfrac": total["vf_clip"] / n_tok,
+            "entropy": total["entropy"] / n_tok,
+            "value_mean": total["value"] / n_tok,
+            "return_mean": total["ret"] / n_tok,
+            "completion_length": total["length"] / n_seq,
+            "truncated_fraction": total["truncated"] / n_seq,
+            "grad_norm_actor": actor_norm,
+            "grad_norm_critic": critic_norm,
             "learning_rate": lr,
         }
-        append_jsonl(metrics_path, row)
+        rollout_rows = [{"step": step + 1, "question_id": rec["id"], "completions": [s.text for s in g],
+                         "rewards": rq} for rec, g, rq in zip(records, groups, rewards_q)]
+        write_log(run_dir / "rollouts.jsonl", [r for share in dist.gather(rollout_rows) for r in share])
+        write_log(run_dir / "metrics.jsonl", [row])
         bar.set_postfix(reward=f"{row['reward_mean']:.3f}", vloss=f"{row['value_loss']:.4f}")
 
         done = step + 1
-        stopping = preempt.requested() and done < steps   # a signal: save here and stop (preempt.py)
+        stopping = preempt.agreed() and done < steps   # a signal: save here and stop (preempt.py)
         if (args["save_steps"] and done % int(args["save_steps"]) == 0) or done == steps or stopping:
-            _save_checkpoint(ckpt_dir, done, actor, critic, tokenizer, optimizer, scheduler,
-                             {"method": method, "model": model_name, "seed": seed, "steps": steps},
-                             args["save_total_limit"])
+            _save_checkpoint(accelerator, ckpt_dir, done, {"method": method, "model": model_name, "seed": seed,
+                                                           "steps": steps}, args["save_total_limit"])
         if stopping:
             bar.close()
             raise preempt.Interrupted(done)
@@ -397,24 +420,31 @@ def train_ppo(config: dict, method: str, model_name: str, seed: int, train_path:
     bar.close()
 
     def write_final(tmp: Path) -> None:
-        actor.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-    _save_dir_atomically(run_dir / "final", write_final)
+        state = accelerator.get_state_dict(model)          # every process: ZeRO-3 gathers the shards
+        if dist.is_main():
+            actor_state = {k[len("actor."):]: v for k, v in state.items() if k.startswith("actor.")}
+            unwrapped.actor.save_pretrained(tmp, state_dict=actor_state)
+            tokenizer.save_pretrained(tmp)
+    publish_dir(run_dir / "final", write_final)
 
 
-def _save_checkpoint(ckpt_dir: Path, step: int, actor, critic, tokenizer, optimizer, scheduler, info: dict,
-                     limit: int | None) -> None:
+def _save_checkpoint(accelerator, ckpt_dir: Path, step: int, info: dict, limit: int | None) -> None:
+    from ilr.io import write_json
+    from ilr.train.common import publish_dir
+
     def write(tmp: Path) -> None:
-        actor.save_pretrained(tmp / "actor")
-        tokenizer.save_pretrained(tmp / "actor")
-        critic.save_pretrained(tmp / "critic")
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-        torch.save(_rng_state(), tmp / "rng_state.pth")
-        write_json(tmp / "trainer_state.json", {"global_step": step, **info})   # last: marks it complete
-    _save_dir_atomically(ckpt_dir / f"checkpoint-{step}", write)
-    if limit:
+        # every process writes its part (DeepSpeed: its shards; all: its RNG state); the main process the rest
+        accelerator.save_state(str(tmp / "state"), safe_serialization=False)
+        dist.barrier()
+        if dist.is_main():
+            write_json(tmp / "trainer_state.json", {"global_step": step, **info})   # marks it complete
+    publish_dir(ckpt_dir / f"checkpoint-{step}", write, check=lambda tmp: None)
+    if limit and dist.is_main():
         done = sorted((p for p in ckpt_dir.glob("checkpoint-*") if (p / "trainer_state.json").is_file()),
                       key=lambda p: int(p.name.split("-")[1]))
         for old in done[:-int(limit)]:
             shutil.rmtree(old)
+
+
+def train(config: dict, args) -> None:
+    train_ppo(config, args.method, args.group, args.seed, args.train, args.out_dir)

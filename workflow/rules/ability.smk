@@ -12,14 +12,13 @@ rule ability:
         model=alt(MODELS),
     params:
         spec=lambda wc: spec("ability", model=wc.model),
-        cfg=EFFECTIVE,
     log:
         f"{LOGS}/ability/{{model}}.log",
     threads: job_threads("ability", lambda wc: sizes(wc.model))
     resources:
         **job_resources("ability", lambda wc: sizes(wc.model)),
     shell:
-        "OMP_NUM_THREADS={threads} {ILR} ability --config {params.cfg} --model {wildcards.model} --val {input.val} --out {output} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} {ILR} ability --config {CFG} --model {wildcards.model} --val {input.val} --out {output} > {log} 2>&1"
 
 
 rule difficulty:
@@ -35,12 +34,11 @@ rule difficulty:
         group=alt(config["groups"]),
     params:
         spec=lambda wc: spec("difficulty", group=wc.group),
-        cfg=EFFECTIVE,
     log:
         f"{LOGS}/difficulty/{{group}}.log",
     threads: job_threads("difficulty", lambda wc: sizes(*config["groups"][wc.group]))
     resources:
         **job_resources("difficulty", lambda wc: sizes(*config["groups"][wc.group])),
     shell:
-        "OMP_NUM_THREADS={threads} {ILR} difficulty --config {params.cfg} --group {wildcards.group} --train {input.train}"
+        "OMP_NUM_THREADS={threads} {ILR} difficulty --config {CFG} --group {wildcards.group} --train {input.train}"
         " --out {output.table} --figure {output.figure} > {log} 2>&1"

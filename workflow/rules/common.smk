@@ -7,8 +7,6 @@ import re
 import shlex
 import sys
 
-import yaml
-
 REPO = workflow.basedir
 
 
@@ -21,44 +19,59 @@ sys.path.insert(0, REPO)
 os.environ["PYTHONPATH"] = REPO + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else "")
 
 from ilr import config as ilrcfg  # noqa: E402
-from ilr.io import sha256_json, write_text  # noqa: E402
+from ilr.io import sha256_json, sha256_text, write_once  # noqa: E402
+from snakemake.exceptions import WorkflowError  # noqa: E402
 
-# ---- `--configfile X` REPLACES config/config.yaml. (Snakemake 9 deep-merges a command-line config file
-# into the `configfile:` one, which would mix the tiny models and benchmarks into the paper study.)
-# `--config key=value` overrides still apply on top.
-if workflow.config_settings.configfiles:
-    from snakemake.common.configfile import load_configfile
-    from snakemake.utils import update_config
+# ---- the config: config/config.yaml (the tiny default), or the `--configfile` files INSTEAD of it (Snakemake
+# 9 would deep-merge them into a `configfile:` default, mixing the tiny models and benchmarks into the paper
+# study), then the `--config key=value` overrides. Read with ilr.config's YAML loader, not Snakemake's:
+# `7e-5` is a number, a key given twice is an error, a YAML error names the file, line and column.
+# (Snakemake itself also parses `--configfile` files before this code runs: a YAML syntax error in one ends
+# there, with Snakemake's message; `python -m ilr check-config FILE` names the line.)
+_CONFIG_FILES = [str(f) for f in workflow.config_settings.configfiles] or [os.path.join(REPO, "config", "config.yaml")]
+try:
+    _args = workflow.config_settings.config_args
+    _overrides = ilrcfg.parse_overrides(_args) if _args else dict(workflow.config_settings.config)
+    # validation before any job: the schema (every section closed, one schema per trainer), its defaults
+    # filled in, then the semantic checks; every error names the file, the key and what was expected
+    _config, _ = ilrcfg.load_merged([_rel_or_abs(f) for f in _CONFIG_FILES], _overrides)
+    # and every GPU job must fit the GPUs it asks for (ilr/plan.py; `python -m ilr plan` prints the whole plan)
+    from ilr import plan as ilrplan  # noqa: E402
 
-    config.clear()
-    for _f in workflow.config_settings.configfiles:
-        update_config(config, load_configfile(_f))
-    if workflow.config_settings.config:
-        update_config(config, dict(workflow.config_settings.config))
-    _CONFIG_FILES = [str(f) for f in workflow.config_settings.configfiles]
-else:
-    _CONFIG_FILES = [str(f) for f in workflow.configfiles]
-
-# ---- validation, before any job: our schema + semantic checks (clear key paths), then Snakemake's own
-_SOURCE = ", ".join(_rel_or_abs(f) for f in _CONFIG_FILES) or "config"
-if workflow.config_settings.config:
-    _SOURCE += " (with --config overrides)"
-ilrcfg.validate(config, source=_SOURCE)
-from snakemake.utils import validate  # noqa: E402
-
-validate(config, os.path.join(REPO, "workflow", "schemas", "config.schema.yaml"))
+    ilrplan.check(_config, ", ".join(_rel_or_abs(f) for f in _CONFIG_FILES))
+except ilrcfg.ConfigError as e:
+    raise WorkflowError(f"invalid config: {e}") from None
+config.clear()
+config.update(_config)
 
 R = config["results"].rstrip("/")
 
-# ---- the effective config (config files + --config overrides) that every job reads. Rewritten only
-# when its content changes; NOT a rule input: each rule's `params.spec` hash is the rerun trigger.
-EFFECTIVE = f"{R}/.config/effective.yaml"
-_effective_text = (
-    "# Written by the Snakefile from " + _SOURCE + "; do not edit (regenerated at every run).\n"
-    + yaml.safe_dump(config, sort_keys=False, default_flow_style=None, width=110)
+# ---- the effective config every job reads (`--config {CFG}` in each rule's shell command): the config above,
+# named after the hash of its content, `R/.config/<hash>.yaml`. It is written once, when a run starts
+# (`onstart`: not by a dry-run, which writes nothing under R), and never rewritten: another invocation with
+# another config writes another file, so nothing can change what a running study's jobs read.
+# CFG is a global formatted into the shell command at job time, never a rule's param or a literal in its
+# shell template: Snakemake's params and code triggers would then rerun every job whenever any key
+# changed. The rerun trigger is each rule's `params.spec`, the hash of the config slice its stage reads.
+# On a cluster every job re-parses this file; it reads the file its submitting invocation chose
+# ($ILR_EFFECTIVE_CONFIG, exported to the job by sbatch), even if the config files were edited since.
+EFFECTIVE_TEXT = (
+    "# The effective config of a study (config files + --config overrides + schema defaults), written by\n"
+    "# the Snakefile when a run started; named after the sha256 of this text; never rewritten.\n"
+    + ilrcfg.dump_yaml(config)
 )
-if not os.path.exists(EFFECTIVE) or open(EFFECTIVE, encoding="utf-8").read() != _effective_text:
-    write_text(EFFECTIVE, _effective_text)
+_planned = f"{R}/.config/{sha256_text(EFFECTIVE_TEXT)[:16]}.yaml"
+if workflow.remote_exec or workflow.subprocess_exec:
+    CFG = os.environ.get("ILR_EFFECTIVE_CONFIG", _planned)
+else:
+    CFG = os.environ["ILR_EFFECTIVE_CONFIG"] = _planned
+
+
+# the workflow's one `onstart` handler (Snakemake keeps only the last one: extend this one, add no other);
+# it runs before the first job, not in a dry-run, not in a cluster job (`--no-hooks`)
+onstart:
+    write_once(CFG, EFFECTIVE_TEXT)
+
 
 PY = shlex.quote(sys.executable)
 ILR = f"{PY} -m ilr"

@@ -18,14 +18,13 @@ rule prepare_train:
         VAL,
     params:
         spec=spec("prepare_data", part="train"),
-        cfg=EFFECTIVE,
     log:
         f"{LOGS}/prepare_data/train.log",
     threads: job_threads("prepare_data")
     resources:
         **job_resources("prepare_data"),
     shell:
-        "OMP_NUM_THREADS={threads} {ILR} prepare-data --config {params.cfg} --out-dir {DATA} --parts train > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} {ILR} prepare-data --config {CFG} --out-dir {DATA} --parts train > {log} 2>&1"
 
 
 rule prepare_benchmark:
@@ -38,14 +37,13 @@ rule prepare_benchmark:
         bench=alt(config["benchmarks"]),
     params:
         spec=lambda wc: spec("prepare_data", part=f"bench/{wc.bench}"),
-        cfg=EFFECTIVE,
     log:
         f"{LOGS}/prepare_data/{{bench}}.log",
     threads: job_threads("prepare_data")
     resources:
         **job_resources("prepare_data"),
     shell:
-        "OMP_NUM_THREADS={threads} {ILR} prepare-data --config {params.cfg} --out-dir {DATA} --parts bench/{wildcards.bench} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} {ILR} prepare-data --config {CFG} --out-dir {DATA} --parts bench/{wildcards.bench} > {log} 2>&1"
 
 
 # Models with a `build:` entry (the tiny default) are built into models.<name>.path; hub ids have no rule.
@@ -59,11 +57,10 @@ rule build_model:
     params:
         model=lambda wc: BUILT_BY_PATH[wc.path],
         spec=lambda wc: spec("build_model", model=BUILT_BY_PATH[wc.path]),
-        cfg=EFFECTIVE,
     log:
         f"{LOGS}/build_model/{{path}}.log",
     threads: job_threads("build_model", lambda wc: sizes(BUILT_BY_PATH[wc.path]))
     resources:
         **job_resources("build_model", lambda wc: sizes(BUILT_BY_PATH[wc.path])),
     shell:
-        "OMP_NUM_THREADS={threads} {ILR} build-model --config {params.cfg} --model {params.model} --out {output} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} {ILR} build-model --config {CFG} --model {params.model} --out {output} > {log} 2>&1"

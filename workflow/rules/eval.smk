@@ -39,7 +39,7 @@ def eval_spec(wc, benchmarks):
 
 def _eval_shell(benchmarks):
     return (
-        "OMP_NUM_THREADS={threads} {ILR} evaluate --config {params.cfg} --model-path {params.model_path} --benchmarks " + benchmarks +
+        "OMP_NUM_THREADS={threads} {ILR} evaluate --config {CFG} --model-path {params.model_path} --benchmarks " + benchmarks +
         " --data-dir {DATA} --out-dir {params.out_dir} --method {params.method} --group {params.group}"
         " --model {params.model} --seed {wildcards.seed} > {log} 2>&1"
     )
@@ -55,7 +55,6 @@ _eval_params = dict(
     model=lambda wc: split_run(wc.run)[2],
     model_path=lambda wc: eval_model_path(wc.run, wc.seed),
     out_dir=lambda wc: f"{R}/eval/{wc.run}/seed{wc.seed}",
-    cfg=EFFECTIVE,
 )
 
 

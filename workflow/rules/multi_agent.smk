@@ -32,12 +32,11 @@ rule multi_agent:
     params:
         spec=lambda wc: spec("multi_agent", models=MA_PAIRS[wc.pair], benchmark=wc.bench),
         models=lambda wc: " ".join(MA_PAIRS[wc.pair]),
-        cfg=EFFECTIVE,
     log:
         f"{LOGS}/multi_agent/{{pair}}/{{bench}}.log",
     threads: job_threads("multi_agent", _ma_sizes)
     resources:
         **job_resources("multi_agent", _ma_sizes),
     shell:
-        "OMP_NUM_THREADS={threads} {ILR} multi-agent --config {params.cfg} --models {params.models}"
+        "OMP_NUM_THREADS={threads} {ILR} multi-agent --config {CFG} --models {params.models}"
         " --benchmark {wildcards.bench} --data-dir {DATA} --out {output} > {log} 2>&1"

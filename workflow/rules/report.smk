@@ -23,12 +23,11 @@ rule tables:
         [_reported(p) for p in table_targets()],
     params:
         spec=spec("tables"),
-        cfg=EFFECTIVE,
     log:
         f"{LOGS}/tables.log",
     threads: job_threads("tables")
     resources:
         **job_resources("tables"),
     shell:
-        "OMP_NUM_THREADS={threads} {ILR} tables --config {params.cfg} --eval-dir {R}/eval --out-dir {R}/tables"
+        "OMP_NUM_THREADS={threads} {ILR} tables --config {CFG} --eval-dir {R}/eval --out-dir {R}/tables"
         " --figures-dir {R}/figures --multi-agent-dir {R}/multi_agent > {log} 2>&1"

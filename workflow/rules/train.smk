@@ -3,33 +3,45 @@
 # (train_group_<group>) because the set of outputs depends on the group's members.
 
 
-# A run directory keeps its checkpoints across a failed or preempted attempt (Slurm requeues resume from
-# them), but a run whose config slice or inputs changed (data, gamma, D_q, base model, code: what made
-# Snakemake rerun it) must not resume from the old run's checkpoints: the run directory remembers the
-# slice's hash and a fingerprint of the inputs (path, size, mtime of every file) in `.spec`, and is
-# emptied when they differ.
-_FRESH_IF_CHANGED = (
-    'd={params.out_dir}; '
+# The run directory, before the trainer starts (README "Resuming, rerunning, one trainer per run"):
+# - one trainer at a time: the job takes an exclusive lock on `<run dir>.lock` (flock) and keeps it open into
+#   the trainer it exec's, so the lock lives as long as the trainer, even an orphan whose Snakemake was
+#   killed; a second job for the same run fails at once (exit 75), naming the holder (pid, host, start);
+# - resume or start afresh: a run that is not finished (a failed attempt, a Snakemake retry, a Slurm
+#   requeue, a killed job rerun) resumes from its checkpoints; a finished run (`.done`, written by the
+#   trainer at the end) that runs again was forced (`--force`, `-R`) and starts from scratch, and so does
+#   a run whose config slice or inputs changed (data, gamma, D_q, base model, code: `.spec` holds the
+#   slice's hash and the path, size and mtime of every input file).
+_RUN_DIR = (
+    'd={params.out_dir}; mkdir -p "$(dirname "$d")"; exec 9<>"$d.lock"; '
+    'if ! flock -n 9; then echo "$d: another trainer holds this run directory ($(cat "$d.lock")); '
+    'stop it or wait for it" >&2; exit 75; fi; '
+    'echo "pid $$ on $(hostname), since $(date -Is)" > "$d.lock"; '
     's="{params.spec}:$(find {input} -type f -printf "%p %s %T@\\n" | LC_ALL=C sort | sha256sum | cut -c1-16)"; '
-    'if [ -f "$d/.spec" ] && [ "$(cat "$d/.spec")" != "$s" ]; then rm -rf "$d"; fi; '
+    'if [ -f "$d/.done" ] || {{ [ -f "$d/.spec" ] && [ "$(cat "$d/.spec")" != "$s" ]; }}; then rm -rf "$d"; fi; '
     'mkdir -p "$d" && echo "$s" > "$d/.spec"; '
 )
 
 
 # The launcher, by the job's GPU count (config `resources:`): more than one GPU -> `accelerate launch` with
-# config/accelerate/<training.accelerate_config>.yaml (default multi_gpu) and one process per GPU; else python.
-# `exec`: the trainer replaces the shell and gets Slurm's SIGTERM itself (ilr/train/preempt.py).
-_ACCELERATE = _rel(os.path.join(REPO, "config", "accelerate",
-                                config["training"].get("accelerate_config", "multi_gpu") + ".yaml"))
+# config/accelerate/<training.accelerate_config>.yaml and one process per GPU; else python.
+# `exec`: the trainer replaces the shell and gets Slurm's SIGTERM itself (ilr/train/preempt.py). Under
+# accelerate the launcher (torchrun's agent) ignores TERM, INT and USR1 (trap '' and
+# TORCHELASTIC_SIGNALS_TO_HANDLE): left to itself it would SIGKILL the training processes 30 s after a
+# signal, before they reach the end of their step and save; it exits when they do.
+_ACCELERATE = _rel(os.path.join(REPO, "config", "accelerate", config["training"]["accelerate_config"] + ".yaml"))
 _LAUNCH = (
     '$(if [ "{resources.gpu}" -gt 1 ]; then echo ' + PY + " -m accelerate.commands.launch --config_file "
-    + shlex.quote(_ACCELERATE) + ' --num_processes {resources.gpu}; else echo ' + PY + '; fi)'
+    + shlex.quote(_ACCELERATE) + ' --num_processes {resources.gpu} --main_process_port $(' + PY
+    + ' -m ilr.train.dist); else echo ' + PY + '; fi)'
 )
+_SIGNALS = ('if [ "{resources.gpu}" -gt 1 ]; then trap "" TERM INT USR1; '
+            'export TORCHELASTIC_SIGNALS_TO_HANDLE=SIGHUP,SIGQUIT; fi; ')
 
 
 def _train_shell(extra=""):
-    return _FRESH_IF_CHANGED + (
-        "OMP_NUM_THREADS={threads} exec " + _LAUNCH + " -m ilr train --config {params.cfg} --method {wildcards.method} --group {params.group}"
+    return _RUN_DIR + _SIGNALS + (
+        "OMP_NUM_THREADS={threads} exec " + _LAUNCH + " -m ilr train --config {CFG} --method {wildcards.method} --group {params.group}"
         " --seed {wildcards.seed} --train {input.train}" + extra +
         " --out-dir {params.out_dir} > {log} 2>&1"
     )
@@ -50,7 +62,6 @@ rule train_single:
         group=lambda wc: wc.model,
         out_dir=lambda wc: run_dir(wc.method, wc.model, wc.seed),
         spec=lambda wc: spec("train", method=wc.method, group=wc.model, seed=wc.seed),
-        cfg=EFFECTIVE,
     log:
         f"{LOGS}/train/{{method}}/{{model}}/seed{{seed}}.log",
     threads: job_threads("train_single", lambda wc: sizes(wc.model))
@@ -91,7 +102,6 @@ for _group, _members in config["groups"].items():
             out_dir=lambda wc, g=_group: run_dir(wc.method, g, wc.seed),
             difficulty=lambda wc, input: f" --difficulty {input.difficulty}" if input.difficulty else "",
             spec=lambda wc, g=_group: spec("train", method=wc.method, group=g, seed=wc.seed),
-            cfg=EFFECTIVE,
         log:
             f"{LOGS}/train/{{method}}/{_group}/seed{{seed}}.log",
         threads: job_threads("train_group", lambda wc, ms=_members: sizes(*ms))

@@ -1,0 +1,246 @@
+"""`python -m ilr plan --config CFG`: every GPU job of a study, its memory need per GPU against the GPUs it asks for.
+
+Where things live (README "Running on a cluster"):
+- inference jobs (ability, difficulty, evaluate, multi-agent) hold each model in bf16 on the job's GPUs: with
+  vLLM, tensor-parallel over `generation.tensor_parallel_size` GPUs inside vLLM's share
+  (`gpu_memory_utilization`) of each; multi-agent splits that share between the pair's engines; difficulty
+  loads the group's models one after another;
+- a training job runs one process per GPU, and every model it trains (all members of an ILR group) lives on
+  all of them: sharded by DeepSpeed ZeRO-3 (`training.accelerate_config: deepspeed_zero3`), or replicated
+  (DDP, `multi_gpu`). The ILR members take turns (ilr/train/ilr.py), so one member's activations and one
+  rollout's generation memory are resident at a time, on top of every member's sharded training state.
+
+Per GPU, with P parameters, N processes, b sequences per process and step (questions_per_step / N x G x
+trained stages), C = max_new_tokens, T = generation.max_model_len (prompt + completion, an upper bound):
+  training state   16 P / N bytes (bf16 weights 2 + bf16 gradients 2 + fp32 master weights 4 + Adam 8),
+                   4 P / N with the optimizer offloaded to CPU (offload_optimizer_device: cpu), 16 P under DDP
+  reference model  2 P / N (beta > 0; ZeRO-3 shards it too; 2 P under DDP)
+  activations      b T h L x 2 bytes with gradient checkpointing (34 without), + logits b C V x 6 bytes
+  generation       transformers: the model gathered whole, 2 P, + KV cache b T L x 2 kv_heads x head_dim x 2 bytes;
+                   vLLM colocated (sleep mode: weights and cache released while training): its share of the GPU
+  peak             state + reference + max(activations, generation), + 10% of the GPU (CUDA context, fragments)
+  host memory      12 P with the optimizer offloaded (all processes together) + 16 GB per process, vs mem_mb
+PPO trains an actor and a critic (2 P) and generates with transformers. Estimates, not measurements: they
+catch a job that cannot fit before it queues for hours; the closing margin is the 10%.
+
+Model facts come from the checkpoint's config.json for a local directory (parameters counted exactly), or
+from ilr/model_facts.yaml for hub ids (copied from each repository's config.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+FACTS = Path(__file__).with_name("model_facts.yaml")
+GB = 1e9
+DEFAULT_GPU_MEM_MB = 80_000      # resources `gpu_mem_mb` unset: an 80 GB A100/H100
+OVERHEAD = 0.10                  # of each GPU: CUDA context, allocator fragmentation
+
+
+@dataclass
+class Model:
+    params: float
+    layers: int
+    hidden: int
+    kv_heads: int
+    head_dim: int
+    vocab: int
+
+
+@functools.lru_cache(maxsize=None)
+def _facts() -> dict:
+    return yaml.safe_load(FACTS.read_text(encoding="utf-8"))["models"]
+
+
+def model_facts(path: str) -> Model:
+    """A model's size and shape: counted from a local checkpoint, or looked up for a hub id."""
+    local = Path(path) / "config.json"
+    if local.is_file():
+        c = json.loads(local.read_text(encoding="utf-8"))
+        heads = c["num_attention_heads"]
+        return Model(params=_count_params(str(Path(path))), layers=c["num_hidden_layers"], hidden=c["hidden_size"],
+                     kv_heads=c.get("num_key_value_heads", heads), head_dim=c.get("head_dim") or c["hidden_size"] // heads,
+                     vocab=c["vocab_size"])
+    if path not in _facts():
+        raise KeyError(f"{path}: not a local checkpoint and not in {FACTS.name} (add its config.json numbers there)")
+    return Model(**_facts()[path])
+
+
+@functools.lru_cache(maxsize=None)
+def _count_params(path: str) -> float:
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(path))
+    return float(sum(p.numel() for p in model.parameters()))
+
+
+def _accelerate(config: dict) -> dict:
+    from ilr.config import REPO
+
+    name = config["training"]["accelerate_config"]
+    return yaml.safe_load((REPO / "config" / "accelerate" / f"{name}.yaml").read_text(encoding="utf-8"))
+
+
+def kv_cache(m: Model, sequences: float, tokens: int) -> float:
+    return sequences * tokens * m.layers * 2 * m.kv_heads * m.head_dim * 2
+
+
+def inference_need(config: dict, models: list[Model], sizes: list[str], gpus: int, gpu_mem: float,
+                   at_once: bool) -> tuple[float, str]:
+    """Bytes per GPU of an inference job; `at_once`: the models are loaded together (multi-agent)."""
+    from ilr.vllm_engine import tensor_parallel_size
+
+    gen = config["generation"]
+    if gen["engine"] == "vllm":
+        share = gen["gpu_memory_utilization"] / (len(models) if at_once else 1)
+        weights = max(2 * m.params / tensor_parallel_size(gen, s) for m, s in zip(models, sizes))
+        tp = max(tensor_parallel_size(gen, s) for s in sizes)
+        if tp > gpus:
+            return float("inf"), f"vLLM tensor_parallel_size {tp} > the job's {gpus} GPU(s)"
+        # vLLM takes its share; the weights must leave room in it for a KV cache (a quarter of the share)
+        if weights > 0.75 * share * gpu_mem:
+            return weights / 0.75 / share, f"vLLM: weights {weights / GB:.1f} GB > 3/4 of its share"
+        return share * gpu_mem + OVERHEAD * gpu_mem, f"vLLM share {share:.2f}, weights {weights / GB:.1f} GB"
+    ev = config["evaluation"]
+    T = config["generation"]["max_model_len"]
+    each = [2 * m.params / gpus + kv_cache(m, min(64, ev["samples"] * 64), T) / gpus for m in models]
+    need = sum(each) if at_once else max(each)
+    return need + OVERHEAD * gpu_mem, f"transformers, bf16 weights split over {gpus} GPU(s)"
+
+
+def training_need(config: dict, run: str, models: list[Model], sizes: list[str], gpus: int,
+                  gpu_mem: float) -> tuple[float, str, float]:
+    """Bytes per GPU of a training job, how it runs, and the bytes of host memory it needs."""
+    from ilr import config as cfg
+    from ilr.vllm_engine import tensor_parallel_size
+
+    args = cfg.training_args(config, run)
+    method = cfg.method_config(config, run)
+    acc = _accelerate(config) if gpus > 1 else {"distributed_type": "NO"}
+    ds = acc.get("deepspeed_config", {}) if acc["distributed_type"] == "DEEPSPEED" else {}
+    sharded = ds.get("zero_stage") == 3
+    N = max(gpus, 1)
+    offload = ds.get("offload_optimizer_device", "none") not in ("none", None)
+    per_param = 4 if offload else 16
+    ppo = method["trainer"] == "ppo"
+    trained = sum(m.params for m in models) * (2 if ppo else 1)
+    state = per_param * trained / (N if sharded else 1)
+    ref = 2 * sum(m.params for m in models) / (N if sharded else 1) if args["beta"] > 0 else 0.0
+    stages = len(args["train_stages"]) if method["trainer"] == "ilr" else 1
+    b = args["questions_per_step"] / N * args["num_generations"] * stages
+    if ppo:
+        b = min(b, args.get("micro_batch_size", 8))
+    T, C = config["generation"]["max_model_len"], args["max_new_tokens"]
+    per_token = 2 if args["gradient_checkpointing"] else 34
+    activations = max(b * T * m.hidden * m.layers * per_token + b * C * m.vocab * 6 for m in models)
+    if ppo:   # the critic's backbone runs beside the actor's
+        activations += max(b * T * m.hidden * m.layers * per_token for m in models)
+    if config["generation"]["engine"] == "vllm" and not ppo:
+        generation = config["generation"]["training_gpu_memory_utilization"] * gpu_mem
+        engine = "vLLM colocated"
+        tp = max(tensor_parallel_size(config["generation"], s) for s in sizes)
+        if tp > N:
+            return float("inf"), f"vLLM tensor_parallel_size {tp} > the job's {N} process(es)", 0.0
+    else:
+        q = args["questions_per_step"] / N * args["num_generations"]
+        generation = max(2 * m.params + kv_cache(m, q, T) for m in models)
+        engine = "transformers"
+    need = state + ref + max(activations, generation) + OVERHEAD * gpu_mem
+    # host memory: the offloaded optimizer (fp32 master weights + Adam, 12 bytes per trained parameter, all
+    # processes together), and 16 GB per process (Python, torch, CUDA context, the memory-mapped checkpoint)
+    host = (12 * trained if offload else 0) + N * 16 * GB
+    how = (f"{'ZeRO-3' if sharded else 'DDP' if N > 1 else 'one process'}"
+           f"{' + CPU optimizer' if offload else ''}, {engine}; state {state / GB:.1f} + ref {ref / GB:.1f} + "
+           f"max(activations {activations / GB:.1f}, generation {generation / GB:.1f}) GB; host {host / GB:.0f} GB")
+    return need, how, host
+
+
+def jobs(config: dict) -> list[dict]:
+    """Every job of the study that loads a model: rule, what it runs, its models, resources."""
+    from ilr import config as cfg
+
+    models = config["models"]
+    out = []
+
+    def add(rule, what, names, at_once=False, run=None):
+        sizes = [models[n]["size"] for n in names]
+        res = cfg.resources(config, rule, sizes)
+        out.append({"rule": rule, "what": what, "names": names, "sizes": sizes, "at_once": at_once, "run": run,
+                    "gpus": int(res.get("gpus", 0)), "gpu_mem": float(res.get("gpu_mem_mb", DEFAULT_GPU_MEM_MB)) * 1e6,
+                    "mem": float(res.get("mem_mb", 0)) * 1e6})
+
+    for n in models:
+        add("ability", n, [n])
+    trained_groups = {g for m, g, _ in cfg.train_jobs(config) if cfg.is_group_run(config, m)}
+    if config["difficulty"]["method"] != "level":
+        for g in sorted(trained_groups):
+            add("difficulty", g, config["groups"][g])
+    for run, group, seed in cfg.train_jobs(config):
+        names = cfg.trained_names(config, run, group)
+        rule = "train_group" if cfg.is_group_run(config, run) else "train_single"
+        add(rule, f"{run}/{group}/seed{seed}", names, run=run)
+    for n in models:
+        add("evaluate", n, [n])
+    for pair, bench in cfg.multi_agent_jobs(config):
+        add("multi_agent", f"{cfg.pair_name(pair)}/{bench}", pair, at_once=True)
+    return out
+
+
+def plan(config: dict) -> list[dict]:
+    """jobs() with `need` (bytes per GPU), `how` and `fits` for the GPU jobs (CPU jobs: need None)."""
+    rows = []
+    for job in jobs(config):
+        if job["gpus"] == 0:
+            rows.append({**job, "need": None, "how": "CPU", "fits": True})
+            continue
+        facts = [model_facts(config["models"][n]["path"]) for n in job["names"]]
+        host = 0.0
+        if job["rule"].startswith("train_"):
+            need, how, host = training_need(config, job["run"], facts, job["sizes"], job["gpus"], job["gpu_mem"])
+        else:
+            need, how = inference_need(config, facts, job["sizes"], job["gpus"], job["gpu_mem"], job["at_once"])
+        fits = need <= job["gpu_mem"] and host <= job["mem"]
+        if host > job["mem"]:
+            how += f" > mem_mb {job['mem'] / GB:.0f} GB"
+        rows.append({**job, "need": need, "how": how, "fits": fits})
+    return rows
+
+
+def check(config: dict, source: str) -> None:
+    """Fail (ConfigError) when a GPU job of the study cannot fit its GPUs."""
+    from ilr.config import ConfigError
+
+    bad = [r for r in plan(config) if not r["fits"]]
+    if bad:
+        lines = "; ".join(f"{r['rule']} {r['what']}: {r['need'] / GB:.0f} GB per GPU of {r['gpu_mem'] / GB:.0f} GB "
+                          f"({r['how']})" for r in bad)
+        raise ConfigError(source, "resources", f"{len(bad)} job(s) cannot fit their GPUs ({lines}); give them more "
+                          "GPUs or GPU memory (gpu_mem_mb), or see `python -m ilr plan`")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", required=True)
+
+
+def main(args: argparse.Namespace) -> int:
+    from ilr import config as cfg
+
+    config = cfg.load(args.config)
+    rows = plan(config)
+    print(f"{'job':<44} {'GPUs':>4} {'need/GPU':>9} {'GPU':>6}  fits  where")
+    for r in rows:
+        need = "-" if r["need"] is None else f"{r['need'] / GB:.1f} GB"
+        gpu = "-" if r["gpus"] == 0 else f"{r['gpu_mem'] / GB:.0f} GB"
+        print(f"{r['rule'] + ' ' + r['what']:<44} {r['gpus']:>4} {need:>9} {gpu:>6}  {'yes' if r['fits'] else 'NO':<4}  "
+              f"{r['how']}")
+    bad = sum(not r["fits"] for r in rows)
+    print(f"{len(rows)} jobs, {bad} cannot fit")
+    return 1 if bad else 0
