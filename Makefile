@@ -1,4 +1,6 @@
 # make demo          the whole study on the tiny default (config/config.yaml), CPU, minutes
+# make check-reference   compare the demo's tables and models with tests/reference (bit-identical on x86-64)
+# make seeds         the tiny study over seeds 0, 1, 2 (results/seeds): what the README's tiny claims rest on
 # make test          the test suite
 # make dryrun-paper  the paper's study (config/paper.yaml, the slurm profile's) as a Slurm dry-run: lists every job
 # make clean         remove results/ and Snakemake's metadata
@@ -9,7 +11,7 @@ PY := $(VENV)/bin/python
 CORES ?= 2
 STAMP := $(VENV)/.ilr-installed
 
-.PHONY: demo test dryrun-paper clean venv push pull
+.PHONY: demo check-reference seeds test dryrun-paper clean venv push pull
 
 # DVC (dvc.yaml, .dvc/config): `make push` versions the study's outputs (RESULTS = the config's `results:`)
 # with .dvc pointers next to them and uploads the bytes to the DVC remote; commit the pointers with git.
@@ -37,6 +39,12 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	source $(VENV)/bin/activate && snakemake --cores $(CORES) all
+
+check-reference: $(STAMP)
+	$(PY) -m ilr reference check --tables results/tables --models results/models
+
+seeds: $(STAMP)
+	source $(VENV)/bin/activate && snakemake --cores $(CORES) all --config 'seeds=[0, 1, 2]' results=results/seeds
 
 test: $(STAMP)
 	source $(VENV)/bin/activate && pytest -q

@@ -11,6 +11,7 @@ import argparse
 import importlib
 import sys
 
+from ilr import numerics
 from ilr.config import ConfigError
 from ilr.io import DataError
 
@@ -27,12 +28,14 @@ STAGES = {
     "tables": ("ilr.report.tables", "tables and figures from the evaluation outputs"),
     "grade": ("ilr.grade", "grade model outputs: IN.jsonl -> OUT.jsonl"),
     "plan": ("ilr.plan", "every GPU job's memory need per GPU against the GPUs it asks for"),
+    "reference": ("ilr.report.reference", "the tiny study's tables and model hashes against tests/reference"),
     "check-config": ("ilr.config", "validate config files (YAML, schema, semantic checks) as a run would"),
 }
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    numerics.pin_from_argv(argv)   # before any stage imports torch (ilr/numerics.py)
     parser = argparse.ArgumentParser(prog="ilr", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="stage", metavar="STAGE", required=True)
     chosen = argv[0] if argv and argv[0] in STAGES else None

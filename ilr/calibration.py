@@ -1,10 +1,20 @@
-"""Perception Calibration (METHOD.md section 5).
+"""Perception Calibration (METHOD.md section 5), and the advantages a group member trains on.
 
     Rbar_{i,k} = R_{i,k} + sum_{l != i} clip((R_{i,k} - mean(R_l)) / max(max(R_l) - min(R_l), eps),
                                              -1/(m-1), 1/(m-1))
 
 With eps = 1e-6 (choice): when a peer's rewards are all equal, the term is +-1/(m-1) if R_{i,k}
 differs from them and 0 if equal.
+
+Taken literally, calibration changes no GRPO update: with 0/1 rewards every per-completion function of
+R (the peers' statistics fixed per question) is affine in R with a positive slope, and GRPO's (R - mean)
+/ std within a model's G completions is invariant to it. Three (choice)s break the invariance, each a
+config key (`training:`), measured by `calibration_effect` (how far calibration moved the advantages):
+- `reward_format` > 0: R = correct + reward_format * well-formed (ilr.train.common.rule_reward): three
+  reward levels, and the calibration map is no longer affine on them;
+- `advantages: pooled`: advantages over the group's m x G completions of the question instead of each
+  model's own G (`member`, GRPO as usual), so a model's calibrated rewards are compared with its peers';
+- `scale_rewards: none` with m >= 3: the slope then differs from question to question.
 """
 
 from __future__ import annotations
@@ -26,4 +36,26 @@ def calibrate(rewards: Mapping[str, Sequence[float]], eps: float = 1e-6) -> dict
                     for l, (mean_l, spread_l) in stats.items() if l != i)
             for r in own
         ]
+    return out
+
+
+def unbiased_std(xs: Sequence[float]) -> float:
+    mu = sum(xs) / len(xs)
+    return (sum((x - mu) ** 2 for x in xs) / (len(xs) - 1)) ** 0.5 if len(xs) > 1 else 0.0
+
+
+def advantages(rewards: Mapping[str, Sequence[float]], pooled: bool, scale: str,
+               batch_std: Mapping[str, float] | None = None, eps: float = 1e-4) -> dict[str, list[float]]:
+    """GRPO advantages of each model's completions of one question (TRL's formula: (R - mean) / (std + 1e-4),
+    std unbiased): over each model's own completions (`pooled` False) or over all m x G of them. `scale`:
+    TRL's scale_rewards: `group` divides by that group's std, `batch` by `batch_std[model]` (the std of the
+    rewards of the step that model trains on), `none` by nothing."""
+    pool = [x for r in rewards.values() for x in r]
+    out = {}
+    for name, r in rewards.items():
+        group = pool if pooled else list(r)
+        divisor = {"group": lambda: unbiased_std(group) + eps, "batch": lambda: batch_std[name] + eps,
+                   "none": lambda: 1.0}[scale]()
+        mean = sum(group) / len(group)
+        out[name] = [(x - mean) / divisor for x in r]
     return out

@@ -22,7 +22,7 @@ changed. KEEP THIS IN SYNC with what the stages read from the config:
   train        (method, group, seed)
                                     training_args(method run) (training defaults + the method's keys,
                                     p as a scalar), interaction (ILR family), prompts, seed,
-                                    data.train, the paths of the trained models
+                                    data.train, the paths of the trained models (and of AIPO's helper)
   evaluate     (benchmark | benchmarks, [method, model, seed])
                                     evaluation, prompts, the benchmarks' specs; for base models
                                     also the model path (trained checkpoints are inputs)
@@ -49,16 +49,17 @@ from typing import Any, Iterable
 
 import yaml
 
+from ilr.report import registry as tables_registry
+
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 
-SINGLE_TRAINERS = ("grpo", "ppo")
+SINGLE_TRAINERS = ("grpo", "ppo", "aipo")
 GROUP_TRAINERS = ("ilr",)
 BASE = "base"
 BASE_GROUP = "none"
 # keys of a method entry that describe the method, not a training hyper-parameter
 METHOD_KEYS = ("trainer", "interaction", "calibration", "groups", "p")
-DEFAULT_ABLATION = {"Full ILR": "ilr", "DI-only": "ilr_di_only", "PC-only": "ilr_pc_only"}
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -395,6 +396,13 @@ def check(config: dict, source: str = "<config>") -> None:
                 fail(f"{key}.p", "required for interaction 'ratio' (a probability or a list of them)")
             if m["interaction"] != "ratio" and "p" in m:
                 fail(f"{key}.p", f"only meaningful with interaction 'ratio', not {m['interaction']!r}")
+        if trainer == "aipo":
+            if m["helper"] not in models:
+                fail(f"{key}.helper", f"unknown model {m['helper']!r}: the helper must be a model of `models:` "
+                     f"({', '.join(models)})")
+            lo, hi = m["is_clip"]
+            if lo > hi:
+                fail(f"{key}.is_clip", f"expected [lower, upper] with lower <= upper, got {m['is_clip']}")
         # (a grpo/ppo entry with an ILR key fails the schema: each trainer's entry is closed)
     runs = run_names(config)
     if len(set(runs)) != len(runs):
@@ -403,71 +411,8 @@ def check(config: dict, source: str = "<config>") -> None:
     if config["difficulty"]["method"] == "empirical" and "samples" not in config["difficulty"]:
         fail("difficulty.samples", "required for method 'empirical'")
 
-    def check_columns(key: str, cols: list):
-        for i, c in enumerate(cols):
-            names = [c] if isinstance(c, str) else c["merge"]
-            for b in names:
-                if b not in benches:
-                    fail(f"{key}[{i}]", f"unknown benchmark {b!r} (benchmarks: {', '.join(benches)})")
-
-    tables = config["tables"]
-    for tname, t in tables.items():
-        cols = column_names(t["benchmarks"])
-        if len(set(cols)) != len(cols):
-            fail(f"tables.{tname}.benchmarks", f"two columns share a name: {cols}")
-        for i, c in enumerate(t.get("average", [])):
-            if c not in cols:
-                fail(f"tables.{tname}.average[{i}]", f"{c!r} is not a column of tables.{tname}.benchmarks {cols}")
-    main = tables["main"]
-    check_columns("tables.main.benchmarks", main["benchmarks"])
-    if "vs_base" in main and main["vs_base"] not in column_names(main["benchmarks"]):
-        fail("tables.main.vs_base", f"{main['vs_base']!r} is not a column of tables.main.benchmarks "
-                                    f"{column_names(main['benchmarks'])}")
-    for i, mname in enumerate(main.get("methods", [])):
-        if mname not in methods or methods[mname]["trainer"] not in SINGLE_TRAINERS:
-            fail(f"tables.main.methods[{i}]", f"{mname!r} is not a single-agent (grpo/ppo) method of `methods:`")
-    ilr_m = main.get("ilr_method", "ilr")
-    if "ilr_method" in main or ilr_m in methods:
-        _check_group_method(config, "tables.main.ilr_method", ilr_m, fail)
-    if "ablation" in tables:
-        ab = tables["ablation"]
-        check_columns("tables.ablation.benchmarks", ab["benchmarks"])
-        for label, mname in ab.get("methods", DEFAULT_ABLATION).items():
-            _check_group_method(config, f"tables.ablation.methods.{label}", mname, fail)
-            for i, (model, g) in enumerate(ab["rows"]):
-                if g not in groups:
-                    fail(f"tables.ablation.rows[{i}]", f"unknown group {g!r}")
-                if model not in groups[g]:
-                    fail(f"tables.ablation.rows[{i}]", f"model {model!r} is not in group {g!r} {groups[g]}")
-                if g not in methods[mname]["groups"]:
-                    fail(f"tables.ablation.rows[{i}]", f"method {mname!r} is not trained on group {g!r} "
-                         f"(methods.{mname}.groups: {methods[mname]['groups']})")
-    if "coop_ratio" in tables:
-        cr = tables["coop_ratio"]
-        check_columns("tables.coop_ratio.benchmarks", cr["benchmarks"])
-        g = cr["group"]
-        if g not in groups:
-            fail("tables.coop_ratio.group", f"unknown group {g!r} (groups: {', '.join(groups)})")
-        for k, default in (("method", "ilr_ratio"), ("irt_method", "ilr")):
-            mname = cr.get(k, default)
-            _check_group_method(config, f"tables.coop_ratio.{k}", mname, fail)
-            if g not in methods[mname]["groups"]:
-                fail(f"tables.coop_ratio.{k}", f"method {mname!r} is not trained on group {g!r}")
-        if methods[cr.get("method", "ilr_ratio")]["interaction"] != "ratio":
-            fail("tables.coop_ratio.method", "expected a method with interaction 'ratio'")
-
-    if "multi_agent" in config:
-        ma = config["multi_agent"]
-        if ma["benchmark"] not in benches:
-            fail("multi_agent.benchmark", f"unknown benchmark {ma['benchmark']!r} (benchmarks: {', '.join(benches)})")
-        seen = set()
-        for i, pair in enumerate(ma["pairs"]):
-            for j, n in enumerate(pair):
-                if n not in models:
-                    fail(f"multi_agent.pairs[{i}][{j}]", f"unknown model {n!r} (models: {', '.join(models)})")
-            if pair_name(pair) in seen:
-                fail(f"multi_agent.pairs[{i}]", f"listed twice: {pair}")
-            seen.add(pair_name(pair))
+    # each table's checks (tables.<name>, multi_agent): its module in ilr/report/ (ilr/report/registry.py)
+    tables_registry.check(config, fail)
 
     res = config.get("resources", {})
     sizes = {m["size"] for m in models.values()}
@@ -496,14 +441,6 @@ def _check_data_spec(key: str, spec: dict, fail) -> None:
             _params(spec["params"])
         except ValueError as e:
             fail(f"{key}.params", str(e))
-
-
-def _check_group_method(config: dict, key: str, mname: str, fail) -> None:
-    methods = config["methods"]
-    if mname not in methods:
-        fail(key, f"unknown method {mname!r} (methods: {', '.join(methods)})")
-    if methods[mname]["trainer"] not in GROUP_TRAINERS:
-        fail(key, f"method {mname!r} has trainer {methods[mname]['trainer']!r}; expected an ILR-family method")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -557,70 +494,12 @@ def is_group_run(config: dict, run: str) -> bool:
 
 
 # --------------------------------------------------------------------------------------------------
-# what the tables need
-
-
-def column_names(cols: list) -> list[str]:
-    """Column headers of a table: a benchmark's name, or a merged column's `name`."""
-    return [c if isinstance(c, str) else c["name"] for c in cols]
-
-
-def column_benchmarks(cols: list) -> list[str]:
-    out: list[str] = []
-    for c in cols:
-        for b in ([c] if isinstance(c, str) else c["merge"]):
-            if b not in out:
-                out.append(b)
-    return out
-
-
-def single_methods(config: dict) -> list[str]:
-    main = config["tables"]["main"]
-    if "methods" in main:
-        return list(main["methods"])
-    return [m for m, v in config["methods"].items() if v["trainer"] in SINGLE_TRAINERS]
+# what the tables need (each table's rows: its module in ilr/report/, ilr/report/registry.py)
 
 
 def base_seed(config: dict) -> int:
     """Base models are evaluated once, at the first seed (greedy decoding makes seeds equal)."""
     return config["seeds"][0]
-
-
-def table_rows(config: dict) -> list[dict]:
-    """Every row of every table: {table, model, label, method (run), group, benchmarks, extra}."""
-    tables, methods, groups = config["tables"], config["methods"], config["groups"]
-    rows: list[dict] = []
-    main = tables["main"]
-    mb = column_benchmarks(main["benchmarks"])
-    ilr_m = main.get("ilr_method", "ilr")
-    for model in config["models"]:
-        rows.append(dict(table="main", model=model, label="Base", method=BASE, group=BASE_GROUP, benchmarks=mb))
-        for m in single_methods(config):
-            rows.append(dict(table="main", model=model, label=m.upper(), method=m, group=model, benchmarks=mb))
-        if ilr_m in methods:
-            for g in methods[ilr_m]["groups"]:
-                if model in groups[g]:
-                    rows.append(dict(table="main", model=model, label=f"ILR-{g}", method=ilr_m, group=g,
-                                     benchmarks=mb))
-    if "ablation" in tables:
-        ab = tables["ablation"]
-        abb = column_benchmarks(ab["benchmarks"])
-        for model, g in ab["rows"]:
-            for label, m in ab.get("methods", DEFAULT_ABLATION).items():
-                rows.append(dict(table="ablation", model=model, label=label, method=m, group=g, benchmarks=abb))
-    if "coop_ratio" in tables:
-        cr = tables["coop_ratio"]
-        crb = column_benchmarks(cr["benchmarks"])
-        ratio, irt = cr.get("method", "ilr_ratio"), cr.get("irt_method", "ilr")
-        g = cr["group"]
-        for model in groups[g]:
-            for run in method_runs(config, ratio):
-                p = method_config(config, run)["p"]
-                rows.append(dict(table="coop_ratio", model=model, label=f"p = {format_p(p)}", method=run,
-                                 group=g, benchmarks=crb, p=p))
-            rows.append(dict(table="coop_ratio", model=model, label="IRT", method=irt, group=g,
-                             benchmarks=crb, p=None))
-    return rows
 
 
 def pair_name(models: list[str]) -> str:
@@ -641,20 +520,11 @@ def row_seeds(config: dict, method: str) -> list[int]:
 def eval_cells(config: dict) -> dict[tuple[str, str, str, int], list[str]]:
     """(method run, group, model, seed) -> the benchmarks the tables need of it (ordered, unique)."""
     cells: dict[tuple[str, str, str, int], list[str]] = {}
-    for row in table_rows(config):
+    for row in tables_registry.eval_rows(config):
         for seed in row_seeds(config, row["method"]):
             bl = cells.setdefault((row["method"], row["group"], row["model"], seed), [])
             bl.extend(b for b in row["benchmarks"] if b not in bl)
     return cells
-
-
-def trained_models(config: dict) -> list[tuple[str, str, str]]:
-    """Every (method run, group, model) that the tables need, base models excluded."""
-    out: list[tuple[str, str, str]] = []
-    for (m, g, model, _seed) in eval_cells(config):
-        if m != BASE and (m, g, model) not in out:
-            out.append((m, g, model))
-    return out
 
 
 def train_jobs(config: dict) -> list[tuple[str, str, int]]:
@@ -688,28 +558,33 @@ def stage_spec(config: dict, stage: str, **ids) -> dict:
         return {"data": c["data"], "benchmarks": c["benchmarks"]}
     if stage == "build_model":
         m = c["models"][ids["model"]]
-        return {"path": m["path"], "build": m.get("build")}
+        return {"path": m["path"], "build": m.get("build"), "numerics": c["numerics"]}
     if stage == "ability":
         return {"ability": c["ability"], "prompts": prompts, "path": c["models"][ids["model"]]["path"],
-                "data": c["data"]["train"], "generation": c["generation"]}
+                "data": c["data"]["train"], "generation": c["generation"], "numerics": c["numerics"]}
     if stage == "difficulty":
         members = c["groups"][ids["group"]]
         return {"difficulty": c["difficulty"], "prompts": prompts, "data": c["data"]["train"],
-                "models": {n: c["models"][n]["path"] for n in members}, "generation": c["generation"]}
+                "models": {n: c["models"][n]["path"] for n in members}, "generation": c["generation"],
+                "numerics": c["numerics"]}
     if stage == "train":
         run, group = ids["method"], ids["group"]
         spec = {"training": training_args(c, run), "prompts": prompts, "data": c["data"]["train"],
                 "models": {n: c["models"][n]["path"] for n in trained_names(c, run, group)},
-                "generation": c["generation"]}
+                "generation": c["generation"], "numerics": c["numerics"]}
         if "seed" in ids:
             spec["seed"] = int(ids["seed"])
         if is_group_run(c, run):
             spec["interaction"] = c["interaction"]
             spec["members"] = list(c["groups"][group])
+        helper = method_config(c, run).get("helper")
+        if helper is not None:   # AIPO's helper model, loaded for inference
+            spec["helper_path"] = c["models"][helper]["path"]
         return spec
     if stage == "evaluate":
         benches = ids.get("benchmarks") or [ids["benchmark"]]
         spec = {"evaluation": c["evaluation"], "prompts": prompts, "generation": c["generation"],
+                "numerics": c["numerics"],
                 "benchmarks": {b: c["benchmarks"][b] for b in benches}}
         if ids.get("method") == BASE and "model" in ids:
             spec["path"] = c["models"][ids["model"]]["path"]
@@ -718,7 +593,7 @@ def stage_spec(config: dict, stage: str, **ids) -> dict:
         return spec
     if stage == "multi_agent":
         return {"mode": c["multi_agent"].get("mode", "cooperation"), "evaluation": c["evaluation"], "prompts": prompts,
-                "generation": c["generation"],
+                "generation": c["generation"], "numerics": c["numerics"],
                 "benchmark": c["benchmarks"][ids["benchmark"]],
                 "models": {n: c["models"][n]["path"] for n in ids["models"]}}
     if stage == "tables":

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ilr.io import read_jsonl, sha256_file, sha256_json, sha256_tree, write_json
+from ilr.io import read_json, read_jsonl, sha256_file, sha256_json, sha256_tree, write_json
+from ilr.report.stats import bootstrap_ci, per_question
 
 
 
@@ -40,17 +41,6 @@ def dvc_md5(path: str | Path) -> str:
     return hashlib.md5(json.dumps(entries, sort_keys=True).encode("utf-8")).hexdigest() + ".dir"
 
 
-def bootstrap_ci(per_question: list[float], resamples: int, seed: int, level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap over questions of the mean accuracy."""
-    x = np.asarray(per_question, dtype=float)
-    if len(x) == 0:
-        return (float("nan"), float("nan"))
-    rng = np.random.default_rng(seed)
-    means = x[rng.integers(0, len(x), size=(resamples, len(x)))].mean(axis=1)
-    alpha = (1 - level) / 2
-    return float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
-
-
 def answer_and_grade(engine, prompt_set, records: list[dict], samples: int, temperature: float,
                      max_new_tokens: int, progress: bool = False) -> list[dict]:
     """Each record's question answered alone `samples` times by `engine` (ilr.generation) and graded."""
@@ -67,13 +57,6 @@ def answer_and_grade(engine, prompt_set, records: list[dict], samples: int, temp
          "extracted": g.extracted, "correct": bool(g.correct), "reason": g.reason}
         for k, (r, text, g) in enumerate(zip(flat_records, flat_texts, grades))
     ]
-
-
-def per_question_accuracy(records: list[dict]) -> dict[str, float]:
-    by_id: dict[str, list[bool]] = {}
-    for r in records:
-        by_id.setdefault(r["id"], []).append(r["correct"])
-    return {k: sum(v) / len(v) for k, v in by_id.items()}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -95,6 +78,7 @@ def main(args: argparse.Namespace) -> int:
     from ilr.generation import open_engine
     from ilr.prompts import load as load_prompts
     from ilr.provenance import environment
+    from ilr.train.common import SUMMARY
 
     config = cfg.load(args.config)
     ev = config["evaluation"]
@@ -103,18 +87,21 @@ def main(args: argparse.Namespace) -> int:
     prompt_set = load_prompts(config["prompts"])
     checkpoint_hash = sha256_tree(args.model_path) if Path(args.model_path).exists() else args.model_path
     checkpoint_dvc = dvc_md5(args.model_path) if Path(args.model_path).exists() else None  # hub id: none
+    trained = Path(args.model_path) / SUMMARY   # what the training run says of itself (ilr/train/common.py)
+    training = read_json(trained) if trained.is_file() else None
     for bench in args.benchmarks:
         data_file = Path(args.data_dir) / "bench" / f"{bench}.jsonl"
         records = read_jsonl(data_file)
         t0 = time.time()
         graded = answer_and_grade(engine, prompt_set, records, ev["samples"], ev["temperature"],
                                   ev["max_new_tokens"], progress=True)
-        per_q = per_question_accuracy(graded)
-        lo, hi = bootstrap_ci(list(per_q.values()), ev["bootstrap"], seed=args.seed)
+        per_q = per_question(graded)
+        lo, hi = bootstrap_ci(list(per_q.values()), resamples=ev["bootstrap"], seed=args.seed)
         summary = {
             "benchmark": bench, "model": args.model, "method": args.method, "group": args.group,
             "seed": args.seed, "accuracy": float(np.mean(list(per_q.values()))), "n": len(per_q),
             "ci_low": lo, "ci_high": hi, "ci_level": 0.95, "seconds": round(time.time() - t0, 2),
+            "training": training,
             "provenance": {
                 **environment(),
                 "config_hash": sha256_json(cfg.stage_spec(config, "evaluate", benchmark=bench)),

@@ -2,14 +2,24 @@
 
 Each input line is a JSON object with `completion`, `answer`, and either `kind` (math | choice | code)
 or `benchmark` (a registry name, which implies the kind and the extraction rules), plus `tests`
-(and optionally `test_setup`) for code and `options` for choice. Every field is kept; the output
-line adds `correct` (bool), `extracted` (str or null) and `reason` (str or null). A summary line
-(n, correct, accuracy) is printed at the end.
+(a list of assert lines, and optionally `test_setup`) for code and `options` (a list) for choice.
+Every field is kept; the output line adds `correct` (bool), `extracted` (str or null) and `reason`
+(str or null). A summary line (n, correct, accuracy) is printed at the end.
+
+Every mistake in the input (a missing or unreadable file, a line that is not UTF-8 or not a JSON
+object, a missing or ill-typed key, an unknown kind, an empty file) is reported before anything is
+graded, as one line naming the file, the line and the key, with exit status 2 and no traceback.
 """
 
 from __future__ import annotations
 
-from ilr.io import DataError, read_jsonl, write_jsonl
+import json
+import sys
+from pathlib import Path
+
+from ilr.io import DataError, write_jsonl
+
+KINDS = ("math", "code", "choice")
 
 
 def add_arguments(parser) -> None:
@@ -18,32 +28,114 @@ def add_arguments(parser) -> None:
     parser.add_argument("--workers", type=int, default=2, help="parallel sandbox / math-verify workers")
 
 
-def main(args) -> int:
+def read_input(path: str) -> list[tuple[int, dict]]:
+    """(line number, object) for every non-blank line; DataError naming the file and line otherwise."""
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a directory, not a JSONL file") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror})") from None
+    rows = []
+    for lineno, raw in enumerate(data.split(b"\n"), 1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise DataError(f"{path}, line {lineno}: not UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1}); "
+                            "save the file as UTF-8") from None
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}, line {lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{path}, line {lineno}: expected a JSON object, got {_a(row)}")
+        rows.append((lineno, row))
+    if not rows:
+        raise DataError(f"{path}: no records to grade (the file is empty)")
+    return rows
+
+
+def _is_str_list(v) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+
+def _a(v) -> str:
+    """'a string', 'an object', ... for messages (JSON's names, not Python's)."""
+    names = {str: "a string", dict: "an object", list: "a list", bool: "a boolean", int: "a number",
+             float: "a number", type(None): "null"}
+    return names.get(type(v), type(v).__name__)
+
+
+def check_record(path: str, lineno: int, row: dict) -> dict:
+    """The record to grade (kind filled in from the benchmark); DataError naming the key otherwise."""
     from ilr.benchmarks import REGISTRY
+
+    where = f"{path}, line {lineno}"
+    rec = dict(row)
+    for key in ("completion", "answer"):
+        if key not in rec:
+            raise DataError(f"{where}: missing key '{key}'")
+    if not isinstance(rec["completion"], str) and rec["completion"] is not None:
+        raise DataError(f"{where}, key 'completion': must be a string (or null), got {_a(rec['completion'])}")
+    if not isinstance(rec["answer"], (str, int, float)) or isinstance(rec["answer"], bool):
+        raise DataError(f"{where}, key 'answer': must be a string or a number, got {_a(rec['answer'])}")
+    kind = rec.get("kind")
+    if kind is None:
+        b = rec.get("benchmark")
+        if b is None:
+            raise DataError(f"{where}: needs key 'kind' ({', '.join(KINDS)}) or 'benchmark' "
+                            f"(known: {', '.join(REGISTRY)})")
+        if b not in REGISTRY:
+            raise DataError(f"{where}, key 'benchmark': unknown benchmark {b!r} (known: {', '.join(REGISTRY)}); "
+                            f"or give 'kind' ({', '.join(KINDS)})")
+        kind = rec["kind"] = REGISTRY[b].kind
+    if kind not in KINDS:
+        raise DataError(f"{where}, key 'kind': unknown kind {kind!r} (known: {', '.join(KINDS)})")
+    if kind == "code":
+        if "tests" not in rec:
+            raise DataError(f"{where}: missing key 'tests' (a list of assert lines, needed for kind 'code')")
+        if not _is_str_list(rec["tests"]) or not rec["tests"]:
+            got = "an empty list" if rec["tests"] == [] else _a(rec["tests"])
+            raise DataError(f"{where}, key 'tests': must be a non-empty list of assert lines (strings), got {got}")
+        if not isinstance(rec.get("test_setup") or "", str):
+            raise DataError(f"{where}, key 'test_setup': must be a string, got {_a(rec['test_setup'])}")
+    if kind == "choice":
+        if rec.get("options") is not None and not _is_str_list(rec["options"]):
+            raise DataError(f"{where}, key 'options': must be a list of strings, got {_a(rec['options'])}")
+        rec.setdefault("options", None)
+    return rec
+
+
+def main(args) -> int:
+    try:
+        return _main(args)
+    except DataError as e:  # a user error: one line, no traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _main(args) -> int:
+    if args.workers < 1:
+        raise DataError(f"--workers must be at least 1, got {args.workers}")
+    rows = read_input(args.input)
+    records = [check_record(args.input, lineno, row) for lineno, row in rows]
+    out_dir = Path(args.output).resolve().parent
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DataError(f"{args.output}: {out_dir} is not a directory")
+
     from ilr.grading import grade_many
 
-    rows = read_jsonl(args.input)
-    records = []
-    for lineno, row in enumerate(rows, 1):
-        rec = dict(row)
-        if "completion" not in rec:
-            raise DataError(f"{args.input}, record {lineno}: missing key 'completion'")
-        if "answer" not in rec:
-            raise DataError(f"{args.input}, record {lineno}: missing key 'answer'")
-        if not rec.get("kind"):
-            b = rec.get("benchmark")
-            if b not in REGISTRY:
-                raise DataError(f"{args.input}, record {lineno}: needs 'kind' or a known 'benchmark' "
-                                f"(got {b!r}; known: {', '.join(REGISTRY)})")
-            rec["kind"] = REGISTRY[b].kind
-        if rec["kind"] == "code" and not rec.get("tests"):
-            raise DataError(f"{args.input}, record {lineno}: missing key 'tests' (code)")
-        if rec["kind"] == "choice" and "options" not in rec:
-            rec["options"] = None
-        records.append(rec)
     grades = grade_many(records, [r["completion"] for r in records], workers=args.workers, progress=True)
-    out = [dict(row, correct=g.correct, extracted=g.extracted, reason=g.reason) for row, g in zip(rows, grades)]
-    write_jsonl(args.output, out)
+    out = [dict(row, correct=g.correct, extracted=g.extracted, reason=g.reason) for (_, row), g in zip(rows, grades)]
+    try:
+        write_jsonl(args.output, out)
+    except OSError as e:
+        raise DataError(f"{args.output}: cannot write ({e.strerror})") from None
     n_ok = sum(g.correct for g in grades)
-    print(f"graded {len(out)}: {n_ok} correct ({n_ok / max(len(out), 1):.1%}) -> {args.output}")
+    print(f"graded {len(out)}: {n_ok} correct ({n_ok / len(out):.1%}) -> {args.output}")
     return 0

@@ -15,6 +15,7 @@ import argparse
 from pathlib import Path
 
 from ilr.io import read_jsonl, write_json
+from ilr.report.stats import bootstrap_ci
 
 
 def debate(members: dict, prompt_set, records: list[dict], max_new_tokens: int) -> dict[str, list[str]]:
@@ -39,7 +40,6 @@ def main(args: argparse.Namespace) -> int:
     import torch
 
     from ilr import config as cfg
-    from ilr.evaluate import bootstrap_ci
     from ilr.generation import open_engine
     from ilr.grading import grade_many
     from ilr.idea3 import run_idea3
@@ -79,7 +79,7 @@ def main(args: argparse.Namespace) -> int:
         for n, texts in per_model.items():
             grades = grade_many(records, texts)
             correct = [float(g.correct) for g in grades]
-            lo, hi = bootstrap_ci(correct, ev["bootstrap"], seed=0)
+            lo, hi = bootstrap_ci(correct, resamples=ev["bootstrap"], seed=0)
             result["settings"][setting][n] = {
                 "accuracy": sum(correct) / len(correct), "n": len(correct), "ci_low": lo, "ci_high": hi,
                 "records": [{"id": r["id"], "completion": t, "extracted": g.extracted, "correct": g.correct}

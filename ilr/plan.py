@@ -19,8 +19,9 @@ trained stages), C = max_new_tokens, T = generation.max_model_len (prompt + comp
   generation       transformers: the model gathered whole, 2 P, + KV cache b T L x 2 kv_heads x head_dim x 2 bytes;
                    vLLM colocated (sleep mode: weights and cache released while training): its share of the GPU
   peak             state + reference + max(activations, generation), + 10% of the GPU (CUDA context, fragments)
-  host memory      12 P with the optimizer offloaded (all processes together) + 16 GB per process, vs mem_mb
-PPO trains an actor and a critic (2 P) and generates with transformers. Estimates, not measurements: they
+  host memory      12 P with the optimizer offloaded (all processes together) + per process 2 P + 4 GB, vs mem_mb
+PPO trains an actor and a critic (2 P) and generates with transformers. AIPO adds its frozen helper model (bf16,
+whole on every GPU) and the helper's KV cache while it answers (helper_batch_size prompts at a time). Estimates, not measurements: they
 catch a job that cannot fit before it queues for hours; the closing margin is the 10%.
 
 Model facts come from the checkpoint's config.json for a local directory (parameters counted exactly), or
@@ -153,12 +154,22 @@ def training_need(config: dict, run: str, models: list[Model], sizes: list[str],
         q = args["questions_per_step"] / N * args["num_generations"]
         generation = max(2 * m.params + kv_cache(m, q, T) for m in models)
         engine = "transformers"
-    need = state + ref + max(activations, generation) + OVERHEAD * gpu_mem
+    helper, loaded = 0.0, [m.params for m in models]
+    if method["trainer"] == "aipo":
+        # AIPO's frozen helper (ilr/train/aipo.py): bf16 weights, whole on every process, and during the rollout
+        # the KV cache of one generate() over `helper_batch_size` agent prompts beside the policy's generation
+        h = model_facts(config["models"][method["helper"]]["path"])
+        helper = 2 * h.params
+        generation += kv_cache(h, min(method["helper_batch_size"], b), T)
+        loaded.append(h.params)
+    need = state + ref + helper + max(activations, generation) + OVERHEAD * gpu_mem
     # host memory: the offloaded optimizer (fp32 master weights + Adam, 12 bytes per trained parameter, all
-    # processes together), and 16 GB per process (Python, torch, CUDA context, the memory-mapped checkpoint)
-    host = (12 * trained if offload else 0) + N * 16 * GB
+    # processes together), and per process the largest checkpoint as it loads (bf16; one after the other) + 4 GB
+    # (Python, torch, CUDA)
+    host = (12 * trained if offload else 0) + N * (2 * max(loaded) + 4 * GB)
     how = (f"{'ZeRO-3' if sharded else 'DDP' if N > 1 else 'one process'}"
            f"{' + CPU optimizer' if offload else ''}, {engine}; state {state / GB:.1f} + ref {ref / GB:.1f} + "
+           + (f"helper {helper / GB:.1f} + " if helper else "") +
            f"max(activations {activations / GB:.1f}, generation {generation / GB:.1f}) GB; host {host / GB:.0f} GB")
     return need, how, host
 

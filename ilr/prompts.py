@@ -9,6 +9,12 @@ such as LaTeX's `\boxed{}`, is kept as written):
   fusion_cooperation.txt, fusion_competition.txt     Idea Fusion: {question}, {own}, {peers}, {analysis}
   debate_revise.txt                                  Debate round 2: {question}, {own}, {peers}
   rate_difficulty.txt                                self-ranking of difficulty: {question}
+  agent_verify.txt, agent_knowledge.txt,             AIPO's three agents on the helper model (METHOD.md
+  agent_reasoning.txt                                "AIPO"): {question}, {partial} (the policy's own text
+                                                     so far), {request} (what it asked; empty for `stuck`)
+  consult_request.txt                                AIPO's policy prompt with trigger `request`: {solve}
+                                                     (the rendered solo prompt), {max_consults}
+  guidance.txt                                       how an agent's reply is inserted: {guidance}
 `{question}` in the Idea3 and debate templates is the rendered solo prompt's question part, i.e. the
 record's question with its options (for choice records).
 
@@ -29,6 +35,7 @@ TEMPLATES = (
     "solve_math", "solve_code", "solve_choice", "option_item", "peer_item",
     "analysis_cooperation", "analysis_competition", "fusion_cooperation", "fusion_competition",
     "debate_revise", "rate_difficulty",
+    "agent_verify", "agent_knowledge", "agent_reasoning", "consult_request", "guidance",   # AIPO
 )
 MODES = ("cooperation", "competition")
 LETTERS = string.ascii_uppercase
@@ -97,6 +104,20 @@ class PromptSet:
 
     def rate_difficulty(self, record: dict) -> str:
         return self._fill("rate_difficulty", question=self.question_text(record))
+
+    # -- AIPO (ilr/train/aipo.py) -----------------------------------------------------------------
+    def consult_request(self, record: dict, max_consults: int) -> str:
+        """The policy's prompt with trigger `request`: the solo prompt and how to consult the agents."""
+        return self._fill("consult_request", solve=self.solve(record), max_consults=max_consults)
+
+    def agent(self, name: str, record: dict, partial: str, request: str | None) -> str:
+        """What the helper model is asked as agent `name` (verify, knowledge, reasoning)."""
+        return self._fill(f"agent_{name}", question=self.question_text(record), partial=partial,
+                          request=request or "")
+
+    def guidance(self, text: str) -> str:
+        """An agent's reply as inserted into the policy's rollout (and shown in the tiny warm-up)."""
+        return self._fill("guidance", guidance=text)
 
 
 @functools.lru_cache(maxsize=8)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import sys
 from pathlib import Path
@@ -13,6 +14,11 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The tiny study's numerics (config `numerics`: one thread, AVX2 code paths), before anything imports torch:
+# the models the tests build and train come out bit-identical on any x86-64 machine (ilr/numerics.py).
+from ilr import numerics  # noqa: E402
+
+numerics.pin(yaml.safe_load((REPO / "config" / "config.yaml").read_text())["numerics"])
 
 
 @pytest.fixture(scope="session")
@@ -90,6 +96,36 @@ def warm_models(tmp_path_factory, tiny_config) -> dict[str, Path]:
     return out
 
 
+@functools.lru_cache(maxsize=1)
+def _mixed_questions(paths: tuple[str, ...], n: int) -> list[dict]:
+    """`n` one-step questions that each warm model answers right in some of 8 samples at T = 1 and wrong in
+    others: the premise of the tests that need rewards to vary, made true by choosing the questions (with
+    the pinned numerics above, the same choice on every machine) instead of hoping the models oblige."""
+    import torch
+
+    from ilr.generation import TransformersEngine, load_model
+    from ilr.grading import grade
+    from ilr.prompts import load as load_prompts
+    from ilr.tiny.task import generate
+
+    candidates = generate("tiny_arith", 240, 7, min_steps=1, max_steps=1, max_operand=3)
+    prompts = load_prompts("tiny")
+    mixed = set(r["id"] for r in candidates)
+    for k, path in enumerate(paths):
+        engine = TransformersEngine(*load_model(path, on="cpu"))
+        torch.manual_seed(k)
+        outs = engine.sample_texts([prompts.solve(r) for r in candidates], n=8, max_new_tokens=24, temperature=1.0)
+        right = {r["id"]: sum(grade(r, s.text).correct for s in o) for r, o in zip(candidates, outs)}
+        mixed &= {q for q, c in right.items() if 0 < c < 8}
+    chosen = [r for r in candidates if r["id"] in mixed][:n]
+    assert len(chosen) == n, f"only {len(chosen)} of 240 questions get mixed answers from the warm models"
+    return chosen
+
+
+def mixed_questions(warm_models: dict, n: int = 32) -> list[dict]:
+    return copy.deepcopy(_mixed_questions(tuple(str(p) for p in warm_models.values()), n))
+
+
 @pytest.fixture
 def warm_study(tmp_path, tiny_config, warm_models):
     """A study config in tmp over the warm models, with easy one-step training questions."""
@@ -101,15 +137,21 @@ def warm_study(tmp_path, tiny_config, warm_models):
     for name, path in warm_models.items():
         cfg["models"][name] = {"path": str(path), "size": "small"}
     cfg["models"].pop("tiny-qwen-l")
+    for m in cfg["methods"].values():
+        if m["trainer"] == "aipo":      # its helper must be a model of the study
+            m["helper"] = "tiny-qwen-s"
     cfg["groups"] = {"group1": ["tiny-llama", "tiny-qwen-s"]}
     cfg["multi_agent"]["pairs"] = [["tiny-llama", "tiny-qwen-s"]]
     for m in ("ilr", "ilr_di_only", "ilr_pc_only", "ilr_ratio"):
         cfg["methods"][m]["groups"] = ["group1"]
+    for m in cfg["methods"].values():   # AIPO's helper: the stronger of the two warm models
+        if "helper" in m:
+            m["helper"] = "tiny-qwen-s"
     cfg["training"].update(steps=4, questions_per_step=4, num_generations=4, max_new_tokens=24, save_steps=2)
     cfg["tables"]["ablation"]["rows"] = [["tiny-llama", "group1"], ["tiny-qwen-s", "group1"]]
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    records = generate("tiny_arith", 32, 7, min_steps=1, max_steps=1, max_operand=3)
+    records = mixed_questions(warm_models)
     write_jsonl(tmp_path / "train.jsonl", records)
     # gamma 0.3 and 0.6; half the questions very hard (D = 1), half very easy (D = 0): both types occur
     for name, g in (("tiny-llama", 0.3), ("tiny-qwen-s", 0.6)):

@@ -64,3 +64,57 @@ def test_ratio_cooperation_fraction_near_p(p):
     fraction = types.count("cooperation") / len(types)
     assert abs(fraction - p) < 0.03
     assert types == [ratio_type(p, seed=0, question_id=f"q{i}") for i in range(2000)]  # reproducible
+
+
+# ---- which choices let Perception Calibration change an update (METHOD.md section 5) ----
+
+def _effect(groups, pooled: bool, scale: str) -> float:
+    from ilr.calibration import advantages
+    from ilr.train.ilr import calibration_effect
+
+    rows = []
+    for g in groups:
+        every = {n: 0.5 for n in g}   # a batch std, for scale "batch"
+        a, u = advantages(calibrate(g), pooled, scale, every), advantages(g, pooled, scale, every)
+        rows.append({"models": {n: {"advantages": a[n], "advantages_uncalibrated": u[n]} for n in g}})
+    return calibration_effect(rows)
+
+
+def _groups(m: int, levels: list[float], n: int = 500, G: int = 4):
+    import random
+
+    rng = random.Random(m)
+    return [{f"model{i}": [rng.choice(levels) for _ in range(G)] for i in range(m)} for _ in range(n)]
+
+
+@pytest.mark.parametrize("m", [2, 3])
+def test_binary_rewards_with_each_model_normalised_leave_calibration_inert(m):
+    """GRPO's (R - mean) / std within a model's G completions is invariant to calibration's affine map of
+    0/1 rewards: the advantages move only by TRL's 1e-4 in the denominator."""
+    assert _effect(_groups(m, [0.0, 1.0]), pooled=False, scale="group") < 1e-3
+
+
+def test_without_std_scaling_two_models_only_rescale():
+    """scale_rewards none, m = 2: the calibrated advantages are exactly twice the raw ones, a uniform rescale
+    (no Adam update changes); with m = 3 the slope varies from question to question and calibration acts."""
+    assert _effect(_groups(2, [0.0, 1.0]), pooled=False, scale="none") < 1e-9
+    assert _effect(_groups(3, [0.0, 1.0]), pooled=False, scale="none") > 0.1
+
+
+@pytest.mark.parametrize("pooled, levels", [(True, [0.0, 1.0]), (False, [0.0, 0.2, 1.2])])
+def test_pooled_advantages_or_a_format_reward_make_calibration_act(pooled, levels):
+    for m in (2, 3):
+        assert _effect(_groups(m, levels), pooled=pooled, scale="group") > 0.1
+
+
+def test_pooled_advantages_compare_a_model_with_its_peers():
+    from ilr.calibration import advantages
+
+    raw = {"weak": [0.0, 0.0, 0.0, 1.0], "strong": [1.0, 1.0, 1.0, 0.0]}
+    member = advantages(raw, pooled=False, scale="group")
+    pooled = advantages(raw, pooled=True, scale="group")
+    # alone each model's one odd answer stands out the same way; pooled, the strong model's right answers
+    # are ordinary and the weak model's right answer is not
+    assert pooled["weak"][3] == pytest.approx(pooled["strong"][0])
+    assert sum(pooled["weak"]) < 0 < sum(pooled["strong"])
+    assert sum(member["weak"]) == pytest.approx(0, abs=1e-9) and sum(member["strong"]) == pytest.approx(0, abs=1e-9)

@@ -41,6 +41,8 @@ def reduced_config() -> dict:
     for m in c["methods"].values():
         if "groups" in m:
             m["groups"] = ["group1"]
+        if m.get("helper") not in (None, *keep):   # AIPO's helper: a model of the study
+            m["helper"] = keep[-1]
     c["methods"]["ilr_ratio"]["p"] = [0.0, 1.0]
     c["multi_agent"].update(pairs=[keep], benchmark="arith")
     c["evaluation"].update(max_new_tokens=16, bootstrap=100, granularity="model")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from pathlib import Path
@@ -40,7 +41,9 @@ def test_extract_choice_and_code():
     assert extract_choice(r"\boxed{\text{D}}") == "D"
     assert extract_choice("Answer: B") == "B"
     assert extract_choice("The answer is a mystery") is None
-    assert extract_choice("so: yes", ["no", "yes"]) is None or True  # text matching is best effort
+    # an option's text counts only when stated as the answer or as the whole last line, not inside a phrase
+    assert extract_choice("so: yes", ["no", "yes"]) is None
+    assert extract_choice("I think so.\nyes", ["no", "yes"]) == "B"
     assert extract_choice("The answer is yes", ["no", "yes"]) == "B"
     assert extract_code("x\n```python\ndef f():\n    return 1\n```\n") == "def f():\n    return 1\n"
 
@@ -49,7 +52,7 @@ def test_grade_kinds():
     assert grade({"kind": "math", "answer": "0.5"}, r"\boxed{\frac12}").correct
     g = grade({"kind": "math", "answer": "3"}, r"\boxed{4}")
     assert not g.correct and g.extracted == "4" and g.reason
-    g = grade({"kind": "math", "answer": "3"}, "no idea")
+    g = grade({"kind": "math", "answer": "3"}, "I have no idea how to solve this one.")
     assert not g.correct and g.extracted is None and "no final answer" in g.reason
     assert grade({"kind": "math", "benchmark": "gsm8k", "answer": "1450000"}, "#### 1,450,000").correct
     assert grade({"kind": "math", "benchmark": "aime24", "answer": "025"}, r"\boxed{25}").correct
@@ -60,6 +63,10 @@ def test_grade_kinds():
     g = grade(code, "def f(x):\n    return x + 1\n")
     assert not g.correct and "AssertionError" in g.reason
     assert isinstance(grade({"benchmark": "gsm8k", "answer": "2"}, "#### 2"), Grade)  # kind from registry
+    with pytest.raises(ValueError, match="'tests' must be a list"):  # not run character by character
+        grade(dict(code, tests="assert f(2) == 4"), "def f(x):\n    return 2 * x\n")
+    with pytest.raises(ValueError, match="unknown record kind"):
+        grade({"kind": "poetry", "answer": "x"}, "x")
 
 
 def test_math_timeout_outside_main_thread():
@@ -81,7 +88,59 @@ def test_math_timeout_outside_main_thread():
     assert out["after"] == (True, None)
 
 
+def test_math_workers_come_from_one_zygote():
+    """Workers are forked from one warmed-up process; a killed one is replaced and grading goes on."""
+    mathcheck.shutdown()
+    mathcheck.warm(2)
+    zygote = mathcheck._zygote
+    assert zygote is not None and len(mathcheck._all) == 2
+    w = mathcheck._acquire()
+    try:
+        assert w.compare(r"\frac{1}{2}", "0.5", timeout=30) == (True, None)
+        w.close()  # as if it had crashed
+        assert not w.alive()
+    finally:
+        mathcheck._release(w)
+    assert grade({"kind": "math", "answer": "x+1"}, r"\boxed{1+x}").correct
+    assert mathcheck._zygote is zygote  # replacements came from the same zygote
+    pids = [x.pid for x in mathcheck._all if x.pid]
+    mathcheck.shutdown()
+    assert mathcheck._zygote is None and not mathcheck._all
+    assert zygote.proc.returncode == 0  # it waited for its workers and left on its own
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+def test_a_forked_child_gets_its_own_workers():
+    """A process forked while workers exist (a data-loader worker, say) neither shares nor kills them."""
+    mathcheck.warm(1)
+    parent_pids = {w.pid for w in mathcheck._all}
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: grade, report, and leave without running the parent's atexit handlers
+        try:
+            ok = grade({"kind": "math", "answer": "x+1"}, r"\boxed{1+x}").correct
+            mine = {x.pid for x in mathcheck._all}
+            mathcheck.shutdown()
+            os.write(w, b"1" if ok and mine and not (mine & parent_pids) else b"0")
+        finally:
+            os._exit(0)
+    os.close(w)
+    os.waitpid(pid, 0)
+    assert os.read(r, 1) == b"1"
+    os.close(r)
+    assert all(x.alive() for x in mathcheck._all)  # the parent's workers are untouched
+    assert grade({"kind": "math", "answer": "x+2"}, r"\boxed{2+x}").correct
+
+
 # ------------------------------------------------------------------------------------ real data
+# Shifted golds graded correct on the real files, each explained in docs/grading.md: the same answer in
+# another form (x=5 vs 5, 21 vs 21 dogs, ...) and one math-verify false positive (0 vs 2x-y+2z-18=0).
+# Any other accepted wrong gold is a new false accept.
+KNOWN_OWN_FAILURES = {"train/number_theory/7115.json", "train/number_theory/7117.json"}  # empty \boxed{} golds
+KNOWN_SHIFTED_ACCEPTS = {"test/algebra/1837.json", "train/geometry/847.json", "train/prealgebra/401.json",
+                         "train/prealgebra/600.json", "train/precalculus/900.json", "test/precalculus/1104.json"}
 @pytest.fixture(scope="module")
 def rates():
     import grading_rates
@@ -90,8 +149,8 @@ def rates():
 
 @needs_data
 @pytest.mark.parametrize("name,limit_shifted", [
-    ("gsm8k", 200), ("math500", 300), ("minerva_math", 200), ("aime24", None), ("mmlu_pro", None),
-    ("math_train", 200),
+    ("gsm8k", None), ("math500", None), ("minerva_math", None), ("aime24", None), ("mmlu_pro", None),
+    ("math_train", 1000),
 ])
 def test_worked_solutions_graded_right_and_wrong(rates, name, limit_shifted):
     from ilr.benchmarks import load_records
@@ -102,13 +161,13 @@ def test_worked_solutions_graded_right_and_wrong(rates, name, limit_shifted):
         recs = rates.sample(recs, 2000)
     comps = [sol(r) for r in recs]
     own = grade_many(recs, comps)
-    n_ok = sum(g.correct for g in own)
-    assert n_ok >= 0.99 * len(recs), [(r["id"], g) for r, g in zip(recs, own) if not g.correct][:10]
+    failed = [(r["id"], g) for r, g in zip(recs, own) if not g.correct]
+    assert [f for f in failed if f[0] not in KNOWN_OWN_FAILURES] == []
     sub = rates.sample(list(range(len(recs))), limit_shifted, seed=1)
     shifted = rates.shifted_golds(recs)
     wrong = grade_many([shifted[k] for k in sub], [comps[k] for k in sub])
-    n_wrong = sum(not g.correct for g in wrong)
-    assert n_wrong >= 0.99 * len(sub), [(shifted[k]["answer"], g) for k, g in zip(sub, wrong) if g.correct][:10]
+    accepted = [(shifted[k]["id"], shifted[k]["answer"], g) for k, g in zip(sub, wrong) if g.correct]
+    assert [a for a in accepted if a[0] not in KNOWN_SHIFTED_ACCEPTS] == []  # no new false accept
 
 
 @needs_data

@@ -14,7 +14,7 @@ import yaml
 from safetensors.torch import load_file
 
 from conftest import REPO, run_ilr, train_args
-from ilr.calibration import calibrate
+from ilr.calibration import advantages, calibrate
 from ilr.interaction import irt_probability, irt_type, ratio_type
 from ilr.io import read_jsonl
 
@@ -44,6 +44,12 @@ def test_rollout_log_recomputes(warm_study, method):
             expected = calibrate(raw, cfg["training"]["calibration_eps"])
             for n, m in models.items():
                 assert m["calibrated"] == pytest.approx(expected[n])
+        # the advantages each model trained on, and without calibration, from the logged rewards
+        trained = {n: m["calibrated"] or m["rewards"] for n, m in models.items()}
+        for key, source in (("advantages", trained), ("advantages_uncalibrated", raw)):
+            want = advantages(source, pooled=False, scale=cfg["training"]["scale_rewards"])
+            for n, m in models.items():
+                assert m[key] == pytest.approx(want[n], abs=1e-9)
         if method in ("ilr", "ilr_di_only"):
             assert r["rule"] == "irt" and r["difficulty"] == difficulty[r["question_id"]]
             P = {n: irt_probability(m["gamma"], r["difficulty"]) for n, m in models.items()}
@@ -63,6 +69,11 @@ def test_rollout_log_recomputes(warm_study, method):
         assert {r["interaction"] for r in rows} == {"cooperation", "competition"}
     metrics = read_jsonl(out / "metrics.jsonl")
     assert [m["step"] for m in metrics] == list(range(1, steps + 1))
+    # binary rewards, each model's completions normalised: calibration changes no update (METHOD.md section 5)
+    assert all(m["calibration_effect"] < 1e-3 for m in metrics)
+    summary = json.loads((out / MODELS[0] / "final" / "training_summary.json").read_text())
+    assert summary["calibration"] == (method != "ilr_di_only")
+    assert summary.get("calibration_inert", True)
     for n in MODELS:
         assert (out / n / "final" / "model.safetensors").is_file()
     from ilr.report.curves import load_curves
@@ -165,3 +176,23 @@ def test_empirical_difficulty_is_reproducible(warm_study):
     assert outs[0] == outs[1]
     assert [r["ratings"] for r in outs[0]] == [r["ratings"] for r in outs[2]]
     assert len({r["difficulty"] for r in outs[0]}) > 2, "every question rated alike: the test proves nothing"
+
+
+def test_pooled_advantages_let_calibration_act(warm_study):
+    """With advantages pooled over the group's m x G completions (config training.advantages), calibration
+    moves what the models train on; the run says so in its metrics and its final training summary, and the
+    advantages TRL trained on are the logged ones (recomputed here)."""
+    cfg, config_path, d = warm_study
+    cfg["training"]["advantages"] = "pooled"
+    cfg["training"]["steps"] = 2
+    config_path.write_text(yaml.safe_dump(cfg))
+    out = d / "run"
+    proc = run_ilr(*train_args(d, config_path, "ilr", out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = read_jsonl(out / "rollouts.jsonl")
+    for r in rows:
+        want = advantages({n: m["calibrated"] for n, m in r["models"].items()}, pooled=True, scale="group")
+        assert all(m["advantages"] == pytest.approx(want[n], abs=1e-9) for n, m in r["models"].items())
+    effect = max(m["calibration_effect"] for m in read_jsonl(out / "metrics.jsonl"))
+    summary = json.loads((out / MODELS[0] / "final" / "training_summary.json").read_text())
+    assert effect > 0.05 and summary["calibration_effect"] > 0.05 and not summary["calibration_inert"]

@@ -3,6 +3,7 @@ provenance of real evaluation and multi-agent outputs (random-init models); the 
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import random
@@ -18,7 +19,7 @@ import yaml
 
 from ilr import config as cfg
 from ilr.io import write_json
-from ilr.report import tables
+from ilr.report import registry, stats, tables
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -72,6 +73,8 @@ def test_tables_from_fake_evals(tmp_path, tiny_config):
         for ext in ("md", "tex"):
             text = (tmp_path / "tables" / f"{t}.{ext}").read_text()
             assert "solo" in text and "greedy" in text and "64 new tokens" in text, (t, ext)
+    for t in ("main", "ablation", "coop_ratio", "multi_agent", "paper_vs_reproduced"):  # pdflatex: no raw Unicode
+        assert (tmp_path / "tables" / f"{t}.tex").read_text().isascii(), t
     assert "NOT solo" in (tmp_path / "tables" / "multi_agent.md").read_text()
     tex = (tmp_path / "tables" / "main.tex").read_text()
     assert "\\toprule" in tex and "\\midrule" in tex and "\\bottomrule" in tex and "\\caption{" in tex
@@ -127,6 +130,34 @@ def test_missing_eval_file_is_named(tmp_path, tiny_config):
     assert not (tmp_path / "t" / "main.md").exists()
 
 
+def test_registry_drives_targets_checks_and_cells(tiny_config):
+    """ilr/report/registry.py: the tables a config has, their files (the Snakefile's targets), their
+    config checks (run by ilr.config.check) and the evaluation cells the study runs for them."""
+    c = tiny_config
+    assert registry.names(c) == ["main", "ablation", "coop_ratio", "multi_agent", "paper_vs_reproduced"]
+    out = registry.outputs(c, "R/tables", "R/figures")
+    assert out[:3] == ["R/tables/main.md", "R/tables/main.csv", "R/tables/main.tex"]
+    assert len(out) == 5 * 3 + 1 and out[-1] == "R/figures/coop_ratio.png"
+    for name in registry.TABLES:
+        mod = registry.module(name)
+        for attr in ("TITLE", "FIGURES", "enabled", "check", "eval_rows", "build", "caption", "layout", "frame",
+                     "figures"):
+            assert hasattr(mod, attr), (name, attr)
+    bad = copy.deepcopy(c)
+    bad["multi_agent"]["benchmark"] = "nope"
+    with pytest.raises(cfg.ConfigError, match=r"multi_agent\.benchmark: unknown benchmark 'nope'"):
+        cfg.check(bad)
+    bad = copy.deepcopy(c)
+    bad["tables"]["coop_ratio"]["method"] = "ilr"
+    with pytest.raises(cfg.ConfigError, match=r"tables\.coop_ratio\.method: expected a method with interaction"):
+        cfg.check(bad)
+    del c["tables"]["ablation"], c["tables"]["coop_ratio"], c["multi_agent"]
+    cfg.check(c)
+    assert registry.names(c) == ["main", "paper_vs_reproduced"]
+    assert registry.outputs(c, "t", "f")[-1] == "t/paper_vs_reproduced.tex"
+    assert {m for m, *_ in cfg.eval_cells(c)} == {"base", "grpo", "ppo", "ilr"}
+
+
 # ------------------------------------------------------------------------ statistics against scipy
 
 
@@ -135,98 +166,154 @@ def _records(n: int, p: float, seed: int, prefix: str = "q") -> list[dict]:
     return [{"id": f"{prefix}{i}", "correct": rng.random() < p} for i in range(n)]
 
 
-def test_cell_ci_matches_scipy_bootstrap():
-    """The evaluation stage's percentile CI and the tables' pooled CI vs scipy.stats.bootstrap on the same records."""
+def _numpy_bootstrap(vectors: list, resamples: int, seed: int) -> tuple[float, float]:
+    """An independent percentile bootstrap of the mean of the vectors' means, each resampled on its own."""
     import numpy as np
-    from scipy import stats
 
-    from ilr.evaluate import bootstrap_ci, per_question_accuracy
+    rng = np.random.default_rng(seed)
+    means = sum(v[rng.integers(0, len(v), size=(resamples, len(v)))].mean(axis=1) for v in vectors) / len(vectors)
+    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
 
-    recs = _records(300, 0.6, 1)
-    x = np.array(list(per_question_accuracy(recs).values()), dtype=float)
-    ref = stats.bootstrap((x,), np.mean, n_resamples=20000, method="percentile", confidence_level=0.95,
-                          random_state=np.random.default_rng(123)).confidence_interval
-    lo, hi = bootstrap_ci(list(x), 20000, seed=0)
+
+def _exact_sign_flip_p(columns: list) -> float:
+    """Two-sided p of the paired statistic (mean over columns of mean(d)) over every sign flip of the
+    per-question differences `columns`, by enumeration."""
+    import itertools
+
+    import numpy as np
+
+    d = np.concatenate(columns)
+    w = np.concatenate([np.full(len(c), 1 / (len(columns) * len(c))) for c in columns])
+    flips = np.array(list(itertools.product((1, -1), repeat=len(d))))
+    null, obs = (flips * d * w).sum(axis=1), (d * w).sum()
+    tol = 1e-12
+    return min(1.0, 2 * min(np.mean(null >= obs - tol), np.mean(null <= obs + tol)))
+
+
+def test_bootstrap_ci_against_numpy_and_scipy():
+    """The one CI (evaluation stage, tables' cells and Avg): the same interval as an independent numpy
+    percentile bootstrap on the same draws, and as scipy.stats.bootstrap with other draws."""
+    import numpy as np
+    from scipy import stats as sps
+
+    from ilr import evaluate, multi_agent
+
+    assert evaluate.bootstrap_ci is stats.bootstrap_ci and multi_agent.bootstrap_ci is stats.bootstrap_ci
+    x = np.array(list(stats.per_question(_records(300, 0.6, 1)).values()), dtype=float)
+    assert stats.bootstrap_ci(x, resamples=5000, seed=3) == pytest.approx(_numpy_bootstrap([x], 5000, 3), abs=1e-12)
+    ref = sps.bootstrap((x,), np.mean, n_resamples=20000, method="percentile", confidence_level=0.95,
+                        rng=np.random.default_rng(123)).confidence_interval
+    lo, hi = stats.bootstrap_ci(x, resamples=20000)
     assert abs(lo - ref.low) < 0.006 and abs(hi - ref.high) < 0.006
-    lo2, hi2 = tables.bootstrap_mean_of_means([x], 20000)
-    assert abs(lo2 - ref.low) < 0.006 and abs(hi2 - ref.high) < 0.006
+    # the Avg column: several columns of other sizes, each resampled independently
+    y = np.array(list(stats.per_question(_records(80, 0.3, 2)).values()), dtype=float)
+    assert stats.bootstrap_ci(x, y, resamples=5000) == pytest.approx(_numpy_bootstrap([x, y], 5000, 0), abs=1e-12)
+    assert stats.bootstrap_ci(np.array([1.0]), resamples=100) == (1.0, 1.0)
+    assert all(np.isnan(stats.bootstrap_ci(np.array([]), resamples=100)))
 
 
-def test_paired_bootstrap_matches_independent_computations():
+def test_paired_p_is_scipy_permutation_test_n60():
+    """n = 60 pairs: the paired p is scipy.stats.permutation_test's (the two rows' answers to each question
+    swapped at random), the CI scipy.stats.bootstrap's paired percentile interval, on the same draws."""
     import numpy as np
-    from scipy import stats
+    from scipy import stats as sps
 
-    rng = np.random.default_rng(0)
-    n = 400
+    rng = np.random.default_rng(4)
+    b = (rng.random(60) < 0.5).astype(float)
+    a = np.where(rng.random(60) < 0.8, b, 1 - b)
+    a[:4] = 1.0
+    t = stats.paired_test([(a, b)], 5000, seed=9)
+    assert t["delta"] == pytest.approx((a - b).mean())
+    ref = sps.permutation_test((a, b), lambda x, y, axis: x.mean(axis=axis) - y.mean(axis=axis), vectorized=True,
+                               permutation_type="samples", n_resamples=5000, rng=np.random.default_rng(9))
+    assert t["p"] == pytest.approx(ref.pvalue, abs=1e-12)
+    ci = sps.bootstrap((a, b), lambda x, y, axis=-1: x.mean(axis=axis) - y.mean(axis=axis), paired=True,
+                       vectorized=True, n_resamples=5000, method="percentile",
+                       rng=np.random.default_rng(9)).confidence_interval
+    assert (t["lo"], t["hi"]) == pytest.approx((ci.low, ci.high), abs=1e-12)
+    assert 0.01 < t["p"] < 0.5, t  # an intermediate case, not a trivial 0 or 1
+
+
+def test_paired_p_against_exact_enumeration_and_normal_approximation():
+    """Independent of scipy: few questions, the p over every sign flip (scipy's test is then exact), also with
+    two columns of different sizes (each question weighted by 1 / (columns x its column's n)); many
+    questions, the normal approximation of the same permutation distribution."""
+    import numpy as np
+    from scipy import stats as sps
+
+    rng = np.random.default_rng(1)
+    a1, b1 = rng.integers(0, 2, 5).astype(float), rng.integers(0, 2, 5).astype(float)
+    a2, b2 = rng.random(7), rng.random(7)
+    for pairs in ([(a1, b1)], [(a1, b1), (a2, b2)]):
+        t = stats.paired_test(pairs, 5000)
+        assert t["p"] == pytest.approx(_exact_sign_flip_p([x - y for x, y in pairs]), abs=1e-9)
+    rng, n = np.random.default_rng(0), 400
     b = (rng.random(n) < 0.55).astype(float)
-    a = np.where(rng.random(n) < 0.75, b, 1 - b)  # correlated pairs, a small difference
+    a = np.where(rng.random(n) < 0.75, b, 1 - b)
     a[:30] = 1.0
-    d_obs, p, lo, hi = tables.paired_bootstrap([(a, b)], 20000, seed=0)
-    assert d_obs == pytest.approx((a - b).mean())
-    # 1. scipy's paired bootstrap distribution of mean(a) - mean(b), the same shifted-null p-value
-    res = stats.bootstrap((a, b), lambda x, y, axis=-1: x.mean(axis=axis) - y.mean(axis=axis), paired=True,
-                          vectorized=True, n_resamples=20000, method="percentile",
-                          random_state=np.random.default_rng(7))
-    dist = res.bootstrap_distribution
-    p_scipy = float(np.mean(np.abs(dist - d_obs) >= abs(d_obs)))
-    assert abs(p - p_scipy) < 0.015, (p, p_scipy)
-    assert lo == pytest.approx(res.confidence_interval.low, abs=0.005)    # and the same 95% percentile CI
-    assert hi == pytest.approx(res.confidence_interval.high, abs=0.005)
-    # 2. the normal approximation of the same bootstrap (sd of the mean difference, ddof 0)
-    d = a - b
-    p_normal = 2 * stats.norm.sf(abs(d.mean()) / (d.std(ddof=0) / np.sqrt(n)))
-    assert abs(p - p_normal) < 0.03, (p, p_normal)
-    assert 0.01 < p < 0.3  # a genuinely intermediate case (p about 0.07)
+    d = a - b   # the sign-flip null of sum(d) has variance sum(d^2)
+    p_normal = 2 * sps.norm.sf(abs(d.sum()) / np.sqrt((d ** 2).sum()))
+    p = stats.paired_test([(a, b)], 20000)["p"]
+    assert abs(p - p_normal) < 0.02, (p, p_normal)
+    assert 0.01 < p < 0.3, p  # an intermediate case
+    assert stats.paired_test([(b, b)], 1000)["p"] == 1.0
 
 
-def test_paired_seed_p_is_a_paired_t_test():
+def test_paired_t_test_over_seeds():
     import numpy as np
-    from scipy import stats
+    from scipy import stats as sps
 
     a, b = [0.52, 0.55, 0.50, 0.57], [0.50, 0.51, 0.49, 0.52]
     d = np.subtract(a, b)
     t = d.mean() / (d.std(ddof=1) / np.sqrt(len(d)))
-    delta, p = tables.paired_seed_p(a, b)
+    delta, p = stats.paired_t_test(a, b)
     assert delta == pytest.approx(d.mean())
-    assert p == pytest.approx(2 * stats.t.sf(abs(t), len(d) - 1))
-    assert tables.paired_seed_p([0.5, 0.5], [0.5, 0.5])[1] == 1.0
+    assert p == pytest.approx(2 * sps.t.sf(abs(t), len(d) - 1))
+    assert stats.paired_t_test([0.5, 0.5], [0.5, 0.5])[1] == 1.0
 
 
-def scipy_paired(eval_dir: Path, a_run: tuple[str, str], b_run: tuple[str, str]):
-    """tiny-qwen-s arith of two (method, group) rows from the eval files: the aligned per-question vectors and
-    scipy's paired percentile bootstrap of mean(a) - mean(b), with the two-sided p the tables compute."""
+def scipy_paired(eval_dir: Path, a_run: tuple[str, str], b_run: tuple[str, str], resamples: int):
+    """tiny-qwen-s arith of two (method, group) rows, from the eval files: Δ = mean(a) - mean(b) of the
+    aligned per-question vectors, scipy's paired percentile CI and permutation p (seed 0, as the tables)."""
     import numpy as np
-    from scipy import stats
+    from scipy import stats as sps
 
     def vec(method, group):
         obj = json.loads((eval_dir / method / group / "tiny-qwen-s" / "seed0" / "arith.json").read_text())
         return {x["id"]: float(x["correct"]) for x in obj["records"]}
 
     va, vb = vec(*a_run), vec(*b_run)
-    ids = sorted(va)
-    a, b = np.array([va[i] for i in ids]), np.array([vb[i] for i in ids])
-    res = stats.bootstrap((a, b), lambda x, y, axis=-1: x.mean(axis=axis) - y.mean(axis=axis), paired=True,
-                          vectorized=True, n_resamples=20000, method="percentile",
-                          random_state=np.random.default_rng(11))
-    d = (a - b).mean()
-    p = float(np.mean(np.abs(res.bootstrap_distribution - d) >= abs(d) - 1e-12))
-    return d, res, p
+    a = np.array([va[i] for i in va])
+    b = np.array([vb[i] for i in va])
+
+    def diff(x, y, axis=-1):
+        return x.mean(axis=axis) - y.mean(axis=axis)
+
+    ci = sps.bootstrap((a, b), diff, paired=True, vectorized=True, n_resamples=resamples, method="percentile",
+                       rng=np.random.default_rng(0)).confidence_interval
+    p = sps.permutation_test((a, b), diff, permutation_type="samples", vectorized=True, n_resamples=resamples,
+                             rng=np.random.default_rng(0)).pvalue
+    return (a - b).mean(), ci, p
 
 
 def test_main_table_p_value_against_scipy(tmp_path, tiny_config):
-    """One column, one seed: the main table's p for an ILR row, recomputed with scipy from the eval files."""
+    """One column, one seed: the main table's Δ, CI and p for an ILR row, recomputed with scipy from the
+    eval files."""
     c = tiny_config
     c["tables"]["main"]["benchmarks"] = ["arith"]
-    c["evaluation"]["bootstrap"] = 20000
+    c["evaluation"]["bootstrap"] = 5000
     cfg.check(c)
     fake_evals(c, tmp_path / "eval")
     tables.write_tables(c, tmp_path / "eval", tmp_path / "tables", tmp_path / "figures")
     rows = list(csv.DictReader(open(tmp_path / "tables" / "main.csv")))
     r = next(x for x in rows if x["model"] == "tiny-qwen-s" and x["row"] == "ILR-group1")
     base = {"GRPO": ("grpo", "tiny-qwen-s"), "PPO": ("ppo", "tiny-qwen-s")}[r["vs_baseline"]]
-    d, _, p_scipy = scipy_paired(tmp_path / "eval", ("ilr", "group1"), base)
+    d, ci, p = scipy_paired(tmp_path / "eval", ("ilr", "group1"), base, 5000)
     assert float(r["delta_avg"]) == pytest.approx(100 * d, abs=1e-3)
-    assert abs(float(r["p_value"]) - p_scipy) < 0.02
+    assert float(r["delta_avg_ci_low"]) == pytest.approx(100 * ci.low, abs=1e-3)
+    assert float(r["delta_avg_ci_high"]) == pytest.approx(100 * ci.high, abs=1e-3)
+    assert float(r["p_value"]) == pytest.approx(p, abs=1e-5)
+    assert r["test"] == "paired over questions, seed 0: bootstrap CI, permutation p"
 
 
 def test_trained_rows_against_base_on_the_in_distribution_column(tmp_path, tiny_config):
@@ -234,7 +321,7 @@ def test_trained_rows_against_base_on_the_in_distribution_column(tmp_path, tiny_
     difference's 95% CI and p, recomputed with scipy from the eval files."""
     c = tiny_config
     assert c["tables"]["main"]["vs_base"] == "arith"
-    c["evaluation"]["bootstrap"] = 20000
+    c["evaluation"]["bootstrap"] = 5000
     fake_evals(c, tmp_path / "eval")
     tables.write_tables(c, tmp_path / "eval", tmp_path / "tables", tmp_path / "figures")
     rows = list(csv.DictReader(open(tmp_path / "tables" / "main.csv")))
@@ -242,11 +329,11 @@ def test_trained_rows_against_base_on_the_in_distribution_column(tmp_path, tiny_
     assert all(r["delta_vs_base"] != "" for r in rows if r["row"] != "Base")
 
     r = next(x for x in rows if x["model"] == "tiny-qwen-s" and x["row"] == "GRPO")
-    d, res, p_scipy = scipy_paired(tmp_path / "eval", ("grpo", "tiny-qwen-s"), ("base", "none"))
+    d, ci, p = scipy_paired(tmp_path / "eval", ("grpo", "tiny-qwen-s"), ("base", "none"), 5000)
     assert float(r["delta_vs_base"]) == pytest.approx(100 * d, abs=1e-3)
-    assert float(r["delta_vs_base_ci_low"]) == pytest.approx(100 * res.confidence_interval.low, abs=2.0)
-    assert float(r["delta_vs_base_ci_high"]) == pytest.approx(100 * res.confidence_interval.high, abs=2.0)
-    assert abs(float(r["p_vs_base"]) - p_scipy) < 0.02
+    assert float(r["delta_vs_base_ci_low"]) == pytest.approx(100 * ci.low, abs=1e-3)
+    assert float(r["delta_vs_base_ci_high"]) == pytest.approx(100 * ci.high, abs=1e-3)
+    assert float(r["p_vs_base"]) == pytest.approx(p, abs=1e-5)
     md = (tmp_path / "tables" / "main.md").read_text()
     assert "Δ arith vs Base [95% CI] (p)" in md and "in-distribution" in md
 
@@ -267,10 +354,10 @@ def test_several_seeds_show_spread_and_seed_test(tmp_path, tiny_config):
     ilr = next(x for x in rows if x["model"] == "tiny-llama" and x["row"] == "ILR-group1")
     assert ilr["test"].startswith("paired t-test over seeds")
     vs = next(x for x in rows if x["model"] == "tiny-llama" and x["row"] == ilr["vs_baseline"])
-    from scipy import stats
+    from scipy import stats as sps
     a = [float(v) for v in ilr["Avg_per_seed"].split()]
     b = [float(v) for v in vs["Avg_per_seed"].split()]
-    assert float(ilr["p_value"]) == pytest.approx(stats.ttest_rel(a, b).pvalue, abs=1e-4)
+    assert float(ilr["p_value"]) == pytest.approx(sps.ttest_rel(a, b).pvalue, abs=1e-4)
     md = (tmp_path / "tables" / "main.md").read_text()
     assert " ± " in md and "standard deviation over seeds" in md
 
@@ -394,3 +481,26 @@ def test_html_report_from_fake_outputs(tmp_path):
                  "coop_ratio.png", "difficulty_group1.png"):
         assert name in html, name
     assert "solo" in html and "greedy (temperature 0)" in html
+
+
+def test_ablation_caption_flags_rows_identical_by_construction(tmp_path, tiny_config):
+    """The ablation caption says where calibration moved no advantage (the run's training summary, copied into
+    its evaluation files): there Full ILR is DI-only by construction. Where it acted, it says how much."""
+    from ilr.io import read_json
+
+    fake_evals(tiny_config, tmp_path / "eval")
+    effects = {"tiny-llama": 1e-5, "tiny-qwen-s": 0.37}
+    for f in (tmp_path / "eval").rglob("*.json"):
+        obj = read_json(f)
+        s = obj["summary"]
+        if s["method"] in ("ilr", "ilr_pc_only"):
+            e = effects.get(s["model"], 1e-5)
+            s["training"] = {"method": s["method"], "calibration": True, "calibration_effect": e,
+                             "calibration_inert": e < 1e-3}
+            write_json(f, obj)
+    tables.write_tables(tiny_config, tmp_path / "eval", tmp_path / "tables", tmp_path / "figures")
+    md = (tmp_path / "tables" / "ablation.md").read_text()
+    assert "Calibration check" in md
+    assert "Full ILR tiny-llama (group1) (1e-05)" in md and "identical by construction to DI-only" in md
+    assert "Full ILR tiny-qwen-s (group1) (up to 0.37)" in md
+    assert "PC-only tiny-llama (group1)" in md and "GRPO on the same solo answers" in md

@@ -48,7 +48,7 @@ def study(root: Path, tiny_config: dict, warm_models: dict, gpus: int, accelerat
                     "ilr": {"trainer": "ilr", "interaction": "irt", "calibration": True, "groups": ["group1"]}}
     c["tables"] = {"main": {"benchmarks": ["arith"]}}
     c.pop("multi_agent", None)
-    c["resources"] = {"default": {"cpus": 1, "mem_mb": 4000, "runtime": 30, "gpus": 0},
+    c["resources"] = {"default": {"cpus": 1, "mem_mb": 16000, "runtime": 30, "gpus": 0},
                       "rules": {"train_single": {"gpus": gpus}, "train_group": {"gpus": gpus}}}
     path = root / "config.yaml"
     path.write_text(yaml.safe_dump(c, sort_keys=False))

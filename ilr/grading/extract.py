@@ -1,24 +1,41 @@
 """Answer extraction from model completions (and from the datasets' worked solutions).
 
-Rules (see docs/grading.md):
-- math: the content of the last `\\boxed{...}` (also `\\fbox`, `\\framebox`; braces balanced; `\\boxed 5`
-  accepted); else the last GSM8K-style `#### N`; else the last "The (final) answer is ...";
-  benchmarks whose gold is a plain number (gsm8k) fall back to the last number in the text.
-- choice: the last "The answer is (X)" / "answer: X" / `\\boxed{X}`; else a completion that is only a
-  letter; else a final answer equal to one option's text.
-- code: the last fenced code block that defines a function (```python ... ```), else the last
-  fenced block, else the whole completion.
+Math: `find_math_answer(text, steps, gold)` tries the steps of `steps` in order; the first that finds
+something decides (docs/grading.md lists them). The default order, `MATH_STEPS`:
+  boxed          every `\\boxed{}` (also `\\fbox`, `\\framebox`; braces balanced): the last one; and,
+                 when the gold is a set or tuple with as many elements as there are distinct boxes,
+                 the boxes together as one answer (`\\boxed{(1,2)}, \\boxed{(2,1)}` vs `(1,2),(2,1)`)
+  hashes         the last GSM8K-style `#### N`
+  answer_phrase  the last "The (final) answer is X" / "Answer: X" whose X is a formula, not a sentence
+                 (`$...$` spans taken whole; "I hope it is correct" and a trailing period dropped)
+  bare           a completion that is only a formula (`\\frac{10}{9}`, `$[0,1)$`, `x^2+1`)
+  math_verify    math-verify's own extraction over the whole completion (LatexExtractionConfig and
+                 ExprExtractionConfig, its defaults, as TRL's accuracy reward and Open-R1 use it);
+                 runs in the math-verify worker (ilr.grading.mathcheck), not here
+  answer_text    a text answer ("The answer is Evelyn", or a one-line completion that is only words),
+                 compared as a string
+  last_number    the last number in the text (gsm8k only)
+Extracted formulas are unwrapped from presentation markup: `\\textbf{(073)}` -> `073`,
+`\\textbf{(C)}\\ 12` -> `12` (unless the gold is a letter).
+
+Choice: the last "The answer is (X)" / "answer: X" / `\\boxed{X}`; else a completion that is only a
+letter; else a final answer equal to one option's text.
+Code: the last fenced code block that defines a function (```python ... ```), else the last fenced
+block, else the whole completion.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import string
 
-BOX_COMMANDS = ("\\boxed", "\\fbox", "\\framebox")
 LETTERS = string.ascii_uppercase
+MATH_STEPS = ("boxed", "hashes", "answer_phrase", "bare", "math_verify", "answer_text")
+ALL_MATH_STEPS = MATH_STEPS + ("last_number",)
 
 
+# --------------------------------------------------------------------------------------- boxes
 def _balanced(text: str, start: int) -> str | None:
     """`text[start]` is '{'; return the content up to its matching '}' (None when unbalanced)."""
     depth = 0
@@ -64,9 +81,120 @@ def last_boxed(text: str) -> str | None:
     return boxes[-1] if boxes else None
 
 
+# ----------------------------------------------------------------------------- shape of answers
+_OPEN, _CLOSE = "([{", ")]}"
+
+
+def top_level_parts(s: str) -> list[str]:
+    """`s` split at the commas (and semicolons) outside brackets and braces; `\\{`, `\\left(` count as
+    brackets. "(1,2),(3,4)" -> ["(1,2)", "(3,4)"]; "[0,1)" -> ["[0,1)"]."""
+    parts, depth, cur = [], 0, []
+    i = 0
+    while i < len(s):
+        c = s[i]
+        if c in _OPEN:
+            depth += 1
+        elif c in _CLOSE:
+            depth = max(depth - 1, 0)
+        elif c in ",;" and depth == 0 and not _thousands_comma(s, i):
+            parts.append("".join(cur).strip())
+            cur = []
+            i += 1
+            continue
+        cur.append(c)
+        i += 1
+    parts.append("".join(cur).strip())
+    return [p for p in parts if p]
+
+
+def _thousands_comma(s: str, i: int) -> bool:
+    """Is the comma at s[i] a thousands separator (`10,455`, `1,000,000`)?"""
+    return bool(re.search(r"(?:^|[^\d.])\d{1,3}(?:,\d{3})*$", s[:i]) and re.match(r",\d{3}(?!\d)", s[i:]))
+
+
+def _strip_set_braces(s: str) -> str:
+    s = s.strip()
+    for left, right in (("\\left\\{", "\\right\\}"), ("\\{", "\\}")):
+        if s.startswith(left) and s.endswith(right):
+            return s[len(left):-len(right)].strip()
+    return s
+
+
+def collection_size(gold: str) -> int:
+    """How many elements a gold answer lists: 1 for a single value, n for a set or list of n values
+    ("(1,2),(3,4)" -> 2, "\\{1, 3\\}" -> 2), n for a single tuple "(a, b, c)" -> 3. Intervals such as
+    "[0,1)" count as one value."""
+    g = _strip_set_braces(gold.strip().strip("$").strip())
+    parts = top_level_parts(g)
+    if len(parts) >= 2:
+        return len(parts)
+    m = re.fullmatch(r"\\left\s*\((.*)\\right\s*\)|\((.*)\)", g, re.DOTALL)
+    if m:
+        inner = m.group(1) if m.group(1) is not None else m.group(2)
+        if "(" not in inner and ")" not in inner:  # one flat tuple, e.g. (3, \frac{\pi}{2})
+            return max(len(top_level_parts(inner)), 1)
+    return 1
+
+
+# ------------------------------------------------------------------------------ formula or prose
+_MATH_WORDS = {"sin", "cos", "tan", "cot", "sec", "csc", "log", "ln", "exp", "sqrt", "pi", "inf", "infty", "arcsin",
+               "arccos", "arctan", "sinh", "cosh", "tanh", "mod", "gcd", "lcm", "max", "min", "det", "and", "or"}
+_TEXT_ARG = re.compile(r"\\(?:text|textbf|textit|textrm|mathrm|mathbf|mbox|textnormal|operatorname)\s*\{[^{}]*\}")
+
+
+def is_formula(s: str) -> bool:
+    """A formula (`2\\sqrt{3}`, `x^2+1`, `(1, 2)`, `5\\text{ cm}`), not a sentence ("The largest $n$ is
+    34", "5 apples"): outside `\\text{}` and LaTeX commands there is no word of three or more letters
+    other than a function name."""
+    s = s.strip()
+    if not s or "\n" in s or len(s) > 300:
+        return False
+    rest = _TEXT_ARG.sub(" ", s)
+    rest = re.sub(r"\\[A-Za-z]+", " ", rest)
+    words = [w for w in re.findall(r"[A-Za-z]+", rest) if w.lower() not in _MATH_WORDS]
+    return not any(len(w) >= 3 for w in words) and len([w for w in words if len(w) == 2]) <= 1
+
+
+# ------------------------------------------------------------------------------------ clean-up
+_STYLE = r"\\(?:textbf|mathbf|bf|text|textrm|mathrm|textnormal|boldsymbol)\s*"
+# an AMC-style choice label before the value: (C) 12, \textbf{(C)}\ 12, \textbf{(C) } 12
+_LABEL = re.compile(r"^(?:" + _STYLE + r"\{\s*)?\(\s*([A-Z])\s*\)\s*\}?(?:\\[ ,;:!]|~|\s|:)*(.*)$", re.DOTALL)
+_NUMBERISH = re.compile(r"\(?\s*-?\d[\d,.]*\s*\)?")
+
+
+def _unwrap_style(s: str) -> str:
+    """`\\textbf{X}` (or `\\text`, `\\mathbf`, ...) around the whole answer -> X, when X is a number,
+    a number in parentheses or starts with a choice label: the markup is presentation only there."""
+    s = s.strip()
+    m = re.fullmatch(_STYLE + r"\{(.*)\}", s, re.DOTALL)
+    if m and _balanced(s, s.index("{")) == m.group(1):
+        inner = m.group(1).strip()
+        if _NUMBERISH.fullmatch(inner) or _LABEL.match(inner):
+            return _unwrap_style(inner)
+    return s
+
+
+def clean_answer(ans: str, gold: str | None = None) -> str:
+    """Presentation markup off an extracted answer: `\\textbf{(073)}` -> `073`; an AMC-style choice
+    label before the value (`\\textbf{(C)}\\ 12`) -> `12`, or `C` when the gold is a letter."""
+    s = _unwrap_style(ans)
+    gold_s = (gold or "").strip().strip("$").strip()
+    m = _LABEL.match(s)
+    if m:
+        if re.fullmatch(r"\(?\s*[A-Z]\s*\)?", gold_s):
+            return m.group(1)
+        if m.group(2).strip():
+            s = _unwrap_style(m.group(2))
+    if re.fullmatch(r"\(\s*-?\d+(?:\.\d+)?\s*\)", s) and not gold_s.startswith("("):
+        s = s.strip("() ")  # (073) -> 073: a lone number in parentheses
+    return s
+
+
+# ------------------------------------------------------------------------------ math answers
 _HASHES = re.compile(r"####\s*([^\n]+)")
-_ANSWER_IS = re.compile(r"(?:final answer|the answer)\s*(?:is|:)\s*:?\s*([^\n]+)", re.IGNORECASE)
+_ANSWER_PHRASE = re.compile(r"(?:final answer|the answer)\**\s*(?:is|:)\s*:?\s*|\banswer\**\s*:\s*", re.IGNORECASE)
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
+_SPANS = [("$$", "$$"), ("\\[", "\\]"), ("\\(", "\\)"), ("$", "$")]
 
 
 def _clean_tail(s: str) -> str:
@@ -77,32 +205,182 @@ def _clean_tail(s: str) -> str:
     return s
 
 
-def extract_math(text: str, number_fallback: bool = False) -> str | None:
-    if not isinstance(text, str) or not text:
+def _leading_span(s: str) -> str | None:
+    """The content of a math span (`$..$`, `$$..$$`, `\\(..\\)`, `\\[..\\]`) at the start of `s`."""
+    for left, right in _SPANS:
+        if s.startswith(left):
+            end = s.find(right, len(left))
+            while end > 0 and s[end - 1] == "\\" and right == "$":  # an escaped \$ inside
+                end = s.find(right, end + 1)
+            return s[len(left):end].strip() if end > 0 else None
+    return None
+
+
+def _only_span(s: str) -> str | None:
+    """The content when the whole of `s` is one math span (`$x$`, `\\[x\\]`, ...); several `$` spans and
+    nothing else (`$a$, $b$`) -> `a, b`."""
+    s = s.strip()
+    for left, right in _SPANS:
+        if len(s) > len(left) + len(right) and s.startswith(left) and s.endswith(right):
+            inner = s[len(left):-len(right)]
+            if left == "$" and "$" in inner.replace("\\$", ""):
+                break  # several $ spans: below
+            return inner.strip()
+    if re.fullmatch(r"(?:\$[^$]+\$\s*,?\s*)+", s):
+        return s.replace("$", "").strip()
+    return None
+
+
+def answer_phrase(text: str) -> str | None:
+    """What follows the last "The (final) answer is" / "Answer:" on its line: a leading math span
+    whole, else up to the end of the sentence; "I hope it is correct" dropped."""
+    found = list(_ANSWER_PHRASE.finditer(text))
+    if not found:
         return None
-    box = last_boxed(text)
-    if box is not None:
-        return box.strip()
-    hashes = _HASHES.findall(text)
-    if hashes:
-        return _clean_tail(hashes[-1])
-    said = _ANSWER_IS.findall(text)
-    if said:
-        tail = _clean_tail(said[-1])
-        if tail:
-            return tail
-    if number_fallback:
+    tail = text[found[-1].end():]
+    tail = tail.lstrip(" \t*")
+    span = _leading_span(tail)
+    if span is not None:
+        return span
+    line = tail.split("\n", 1)[0]
+    line = re.split(r"(?i)\.?\s*I hope it is correct", line)[0]
+    line = re.split(r"\.\s+(?=[A-Z])", line)[0]
+    return _clean_tail(line.strip().strip("*").strip()) or None
+
+
+@dataclasses.dataclass(frozen=True)
+class MathAnswer:
+    """What a completion answers. `candidates`: answers to compare with the gold (accepted if one is
+    equal: the last box, then the boxes together for a set gold). `whole`: let math-verify read the
+    whole completion (step math_verify), with `candidates` as the string fallback when it finds
+    nothing. `step`: which rule decided."""
+    step: str
+    candidates: tuple[str, ...] = ()
+    whole: str | None = None
+
+    @property
+    def shown(self) -> str | None:
+        return self.candidates[0] if self.candidates else None
+
+
+def find_math_answer(text: str, steps=MATH_STEPS, gold: str | None = None) -> MathAnswer | None:
+    """The answer of a completion by the first of `steps` that finds one (see the module docstring);
+    None when none does. `gold` (optional) decides whether several boxes are one set answer and
+    whether a choice label is part of the answer."""
+    if not isinstance(text, str) or not text.strip():
+        return None
+    unknown = set(steps) - set(ALL_MATH_STEPS)
+    if unknown:
+        raise ValueError(f"unknown math extraction steps {sorted(unknown)}; known: {', '.join(ALL_MATH_STEPS)}")
+    text_fallback = None
+    for step in steps:
+        if step == "boxed":
+            boxes = [b.strip() for b in all_boxed(text) if b.strip()]
+            if boxes:
+                cands = [clean_answer(boxes[-1], gold)]
+                distinct = list(dict.fromkeys(clean_answer(b, gold) for b in boxes))
+                if gold is not None and len(distinct) >= 2 and collection_size(gold) == len(distinct):
+                    joined = ", ".join(distinct)
+                    inner = _strip_set_braces(gold.strip().strip("$"))
+                    if len(top_level_parts(inner)) < 2 and inner.startswith(("(", "\\left(")):
+                        joined = "(" + joined + ")"  # the gold is one tuple: (x, y) from x=\boxed{..}, y=\boxed{..}
+                    cands.append(joined)
+                return MathAnswer("boxed", tuple(cands))
+        elif step == "hashes":
+            hashes = _HASHES.findall(text)
+            if hashes:
+                return MathAnswer("hashes", (_clean_tail(hashes[-1]),))
+        elif step == "answer_phrase":
+            tail = answer_phrase(text)
+            if tail:
+                if is_formula(tail):
+                    return MathAnswer("answer_phrase", (clean_answer(tail, gold),))
+                text_fallback = text_fallback or tail
+        elif step == "bare":
+            s = text.strip()
+            inner = _only_span(s)
+            body = inner if inner is not None else s
+            if "$" not in body and "\\(" not in body and is_formula(body) and not _plain_number_token(body):
+                return MathAnswer("bare", (clean_answer(body, gold),))
+        elif step == "math_verify":
+            # what math-verify reads decides; when it reads nothing, the text answer (and for gsm8k
+            # the last number) is compared as a string
+            fallback = [text_fallback or _short_text(text)]
+            if "last_number" in steps[steps.index(step):]:
+                fallback += _NUMBER.findall(text)[-1:]
+            return MathAnswer("math_verify", tuple(f.rstrip(".") for f in fallback if f), whole=text)
+        elif step == "answer_text":
+            fallback = text_fallback or _short_text(text)
+            if fallback:
+                return MathAnswer("answer_text", (fallback,))
+        elif step == "last_number":
+            nums = _NUMBER.findall(text)
+            if nums:
+                return MathAnswer("last_number", (nums[-1].rstrip("."),))
+    return None
+
+
+def read_gold(gold: str) -> tuple[str, str]:
+    """How a gold answer is compared: ("answer", s) when it is an answer alone: bare LaTeX such as
+    `\\frac{1}{2}` or `x \\in [0,1)` (benchmark golds), a formula in `$...$` spans, or a text holding a
+    `\\boxed{}` (its last box); ("text", gold) when it is prose around math (`$125$ miles`):
+    math-verify then reads it as it reads a completion."""
+    g = str(gold).strip()
+    delimiters = re.compile(r"(?<!\\)\$|\\\(|\\\)|\\\[|\\\]")
+    box = last_boxed(g) if re.search(r"\\(?:boxed|fbox|framebox)(?![A-Za-z])", g) else None
+    if box is not None and box.strip():
+        return "answer", clean_answer(box.strip())
+    if not delimiters.search(g):
+        return "answer", clean_answer(g)
+    inner = delimiters.sub(" ", g).strip()
+    if is_formula(inner):  # "$x$", "$a$,$b$", "x_{0} \\cos t+$ $\\dot{x}_0": the math inside
+        return "answer", clean_answer(inner)
+    return "text", g
+
+
+_NUMBER_TOKEN = re.compile(r"-?[1-9]\d{0,2}(?:[ ,]\d{3})+(?:\.\d+)?|-?\d+,\d+")
+
+
+def _plain_number_token(s: str) -> bool:
+    """A bare number with a separator, `1,22` or `1 000` (math-verify's number formats): its reading
+    (decimal comma, thousands) is math-verify's (step math_verify), not LaTeX's, where `1,22` is the
+    set {1, 22}. A comma and a space (`2, 1`) is a list."""
+    return bool(_NUMBER_TOKEN.fullmatch(s.strip()))
+
+
+def _short_text(text: str) -> str | None:
+    """A one-line completion that is only a few words ("Evelyn", "\\text{yes}"): a text answer."""
+    s = text.strip()
+    inner = _only_span(s)
+    s = inner if inner is not None else s
+    if "\n" in s or len(s) > 60 or len(s.split()) > 4:
+        return None
+    return _clean_tail(s) or None
+
+
+def extract_math(text: str, number_fallback: bool = False) -> str | None:
+    """The answer as the rules alone read it, without math-verify (steps boxed, hashes, answer_phrase;
+    then a phrase's text; then the last number when `number_fallback`)."""
+    found = find_math_answer(text, ("boxed", "hashes", "answer_phrase"))
+    if found is not None:
+        return found.shown
+    tail = answer_phrase(text) if isinstance(text, str) else None
+    if tail:
+        return tail
+    if number_fallback and isinstance(text, str):
         nums = _NUMBER.findall(text)
         if nums:
             return nums[-1].rstrip(".")
     return None
 
 
+# ------------------------------------------------------------------------------------ choice
 _CHOICE_PATTERNS = [  # the word is case-insensitive, the letter must be upper case ("is a ...")
     re.compile(r"(?i:answer\s*is)\s*:?\s*\**\s*\(\s*([A-Z])\s*\)"),            # The answer is (X)
     re.compile(r"(?i:answer\s*is)\s*:?\s*\**\s*\$?\\?(?:textbf\{)?([A-Z])\b(?![a-z'])"),
     re.compile(r"(?i:answer)\s*:\s*\**\s*\(?([A-Z])\b(?![a-z'])"),
 ]
+_ANSWER_IS = re.compile(r"(?:final answer|the answer)\s*(?:is|:)\s*:?\s*([^\n]+)", re.IGNORECASE)
 
 
 def _choice_from_box(box: str, n_options: int) -> str | None:

@@ -1,25 +1,34 @@
-"""Run model-written Python programs in a contained process.
+"""Run model-written Python programs in a contained process that cannot see the machine.
 
 Each program runs in its own process, started through an intermediate wrapper process
-(`_sandbox_wrapper.py`) so that a program that kills its parent kills only the wrapper. Limits:
-- wall time (the wrapper's timer, plus a guard in this process), CPU time (RLIMIT_CPU), address
-  space (RLIMIT_AS/RLIMIT_DATA), file size (RLIMIT_FSIZE), open files (RLIMIT_NOFILE), processes
-  (RLIMIT_NPROC; enforced for non-root users only, hence the drop to nobody below), no core dumps;
-- output: stdout/stderr are read through pipes up to `output_bytes`; past that the program is killed;
-- its own temporary working directory (HOME and TMPDIR point there), deleted afterwards;
-- a clean environment: only PATH, HOME, TMPDIR, LANG (nothing inherited), Python in isolated mode (-I);
-- network: a new network namespace (no interfaces but a down loopback) where unshare is permitted
-  (root, or CAP_SYS_ADMIN), with a new pid namespace too, so that every process the program
-  started dies with it;
-- when run as root: the program runs as user/group nobody (setgroups([]), setgid, setuid before
-  exec), so root-owned files (the project, the data) can be neither written nor deleted.
-`SandboxResult.isolation` lists what was in force. What it cannot do is in docs/grading.md.
+(`_sandbox_wrapper.py`) so that a program that kills its parent kills only the wrapper.
+
+What the program sees (Linux with namespaces: as root, or as a user where unprivileged user
+namespaces are allowed): its own root file system, a size-limited tmpfs that holds read-only views of
+the OS runtime (/usr, the /lib and /bin links, /etc/ld.so.cache) and of the interpreter's install
+prefix with its site-packages hidden (the standard library only), its own /proc (its own processes
+only), a minimal /dev with its own /dev/shm, its own /tmp, and its working directory /sandbox. Nothing
+else of the host: no project, no data, no results, no /home, /root, /etc or /sys. Everything it writes
+is in that tmpfs and vanishes with its last process. New pid, network (no interface up), IPC and UTS
+namespaces too; as root the program runs as user nobody.
+
+Limits (`Limits`): wall time (the wrapper's timer, plus a guard in this process), CPU time
+(RLIMIT_CPU), address space (RLIMIT_AS/RLIMIT_DATA), file size (RLIMIT_FSIZE), scratch space (the
+tmpfs size), open files, processes (RLIMIT_NPROC; binding for non-root users only, hence nobody),
+output (stdout/stderr read through pipes up to `output_bytes`, more kills the program), no core
+files, no new privileges (setuid programs gain nothing); a clean environment, Python in isolated mode.
+
+Where the platform allows no namespaces (`probe()` finds out once per process), programs still run,
+with the older, weaker containment (own directory, limits, nobody when root) — and every result says
+so: `SandboxResult.warning` is set, a RuntimeWarning is issued once, and the grade's reason carries it.
+`Limits.require_isolation` refuses to run instead. What it cannot do is in docs/grading.md.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import pwd
 import select
@@ -28,11 +37,15 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
+import warnings
 from pathlib import Path
 
 WRAPPER = Path(__file__).with_name("_sandbox_wrapper.py")
+_ROOT = str(Path(__file__).resolve().parents[2])  # the project: must not be visible to programs
+log = logging.getLogger("ilr.grading.sandbox")
 
 
 @dataclasses.dataclass
@@ -41,13 +54,17 @@ class Limits:
     cpu_seconds: int = 10
     memory_bytes: int = 1 << 30          # 1 GiB of address space
     file_bytes: int = 16 << 20           # largest file the program may write
+    scratch_bytes: int = 64 << 20        # all it may write together (its tmpfs: /sandbox, /tmp, /dev/shm)
     output_bytes: int = 1 << 20          # stdout + stderr kept; more kills the program
     nproc: int = 64                      # processes beyond those the sandbox user already has
+    hide_machine: bool = True            # own root file system (mount namespace); False: the weaker mode
     network_namespace: bool = True
     pid_namespace: bool = True
     drop_to: str = "nobody"              # user when running as root
-    python: str | None = None            # interpreter; default: this one, or a system python3 that
-                                         # the sandbox user can execute (e.g. when the venv is under /root)
+    require_isolation: bool = False      # refuse to run (rather than warn) where the machine cannot be hidden
+    mode: str | None = None              # force a wrapper mode ("root", "userns", "none"): tests
+    python: str | None = None            # interpreter; default: this one's base interpreter where it can
+                                         # be mounted, else a system python3 the sandbox user can execute
 
 
 @dataclasses.dataclass
@@ -62,8 +79,10 @@ class SandboxResult:
     reason: str | None       # set when not ok
     wall: float
     isolation: list[str]
+    warning: str | None = None   # set when the program could see the machine (no mount namespace)
 
 
+# ----------------------------------------------------------------------------------- interpreter
 def _others_can_exec(path: str) -> bool:
     real = os.path.realpath(path)
     p = Path(real)
@@ -75,18 +94,135 @@ def _others_can_exec(path: str) -> bool:
         return False
 
 
+def _system_python() -> str:
+    return shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin") or ""
+
+
 def pick_python(dropping: bool) -> str:
-    """The interpreter for sandboxed programs: this one unless the sandbox user cannot reach it."""
+    """The interpreter for the weaker mode: this one unless the sandbox user cannot reach it."""
     if not dropping:
         return sys.executable
-    for cand in (sys.executable, shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin") or ""):
+    for cand in (sys.executable, _system_python()):
         if cand and _others_can_exec(cand):
             return cand
     raise RuntimeError("no Python interpreter that user nobody can execute; set Limits.python")
 
 
+def _base_python() -> str:
+    """The real interpreter binary behind this (virtual-environment) one: what gets mounted."""
+    return os.path.realpath(sys.executable)
+
+
+_site_cache: dict[str, list[str]] = {}
+
+
+def _site_dirs(python: str) -> list[str]:
+    """The interpreter's site-packages directories (hidden in the sandbox: the standard library only)."""
+    if python not in _site_cache:
+        code = "import json, site; print(json.dumps(site.getsitepackages()))"
+        try:
+            out = subprocess.run([python, "-I", "-c", code], capture_output=True, text=True, timeout=60).stdout
+            _site_cache[python] = [os.path.realpath(p) for p in json.loads(out)]
+        except (OSError, ValueError, subprocess.SubprocessError):
+            _site_cache[python] = []
+    return _site_cache[python]
+
+
+def _prefix_of(python: str) -> str:
+    """The install prefix of an interpreter binary (…/bin/python3.11 -> …)."""
+    return str(Path(python).parent.parent)
+
+
+def _binds(python: str) -> list[str]:
+    """Host paths the program sees, read-only, at the same place: the OS runtime and the interpreter."""
+    out = [p for p in ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc/ld.so.cache")
+           if os.path.lexists(p)]
+    prefix = _prefix_of(python)
+    if not any(prefix == b or prefix.startswith(b + "/") for b in out):
+        out.append(prefix)
+    return out
+
+
+# ----------------------------------------------------------------------------------------- probe
+_PROBE = f"""
+import json, os
+print(json.dumps({{"uid": os.getuid(), "project": os.path.exists({_ROOT!r}), "root": sorted(os.listdir("/")),
+                  "proc": sorted(p for p in os.listdir("/proc") if p.isdigit()) if os.path.isdir("/proc/self")
+                  else None}}))
+"""
+_probe_lock = threading.Lock()
+_probed: dict = {}
+_warned: set = set()
+
+
+@dataclasses.dataclass
+class Platform:
+    mode: str                 # "root" | "userns" | "none"
+    python: str               # the interpreter programs run with
+    notes: list[str]          # what is missing, e.g. "no /proc"
+    warning: str | None       # set when the machine cannot be hidden
+
+
+def _candidate_modes() -> list[str]:
+    if os.geteuid() == 0:
+        return ["root", "userns"]
+    return ["userns"]
+
+
+def probe(limits: Limits | None = None) -> Platform:
+    """Which wrapper mode hides the machine here (tried once per process and cached): a tiny program
+    runs in each candidate mode and must see neither the project nor the host's processes."""
+    limits = limits or Limits()
+    key = (limits.mode, limits.hide_machine, limits.drop_to, limits.python)
+    with _probe_lock:
+        if key in _probed:
+            return _probed[key]
+        root = os.geteuid() == 0
+        failures = []
+        modes = [limits.mode] if limits.mode else (_candidate_modes() if limits.hide_machine else [])
+        found = None
+        for mode in modes:
+            if mode == "none":
+                break
+            python = limits.python or (_base_python() if mode == "root" or not root else
+                                       pick_python(dropping=True))
+            res = _run(_PROBE, dataclasses.replace(limits, wall_seconds=30, cpu_seconds=10, output_bytes=1 << 16),
+                       mode, python)
+            try:
+                seen = json.loads(res.stdout.strip().splitlines()[-1])
+            except (ValueError, IndexError):
+                failures.append(f"{mode}: {(res.stderr.strip().splitlines() or [res.reason or '?'])[-1][:200]}")
+                continue
+            if seen["project"]:
+                failures.append(f"{mode}: the project was still visible")
+                continue
+            notes = [] if seen["proc"] is not None else ["no /proc (the platform refused a new one)"]
+            found = Platform(mode, python, notes, None)
+            break
+        if found is None:
+            why = "; ".join(failures) or ("Limits.hide_machine is False" if not limits.hide_machine
+                                          else "forced mode 'none'")
+            warning = ("sandbox cannot hide the machine (no mount namespace: " + why + "): the program can read "
+                       "every world-readable file (project, data) and leave files in /tmp and /dev/shm")
+            python = limits.python or pick_python(dropping=root and limits.drop_to != "root")
+            found = Platform("none", python, [], warning)
+        _probed[key] = found
+        return found
+
+
+def _warn_once(msg: str) -> None:
+    if msg not in _warned:
+        _warned.add(msg)
+        log.warning(msg)
+        warnings.warn(msg, RuntimeWarning, stacklevel=3)
+
+
+# ------------------------------------------------------------------------------------------- run
 def _count_procs(uid: int) -> int:
+    """Processes of `uid` now (RLIMIT_NPROC counts them all, not just the program's)."""
     n = 0
+    if not os.path.isdir("/proc"):
+        return 0
     for d in os.listdir("/proc"):
         if d.isdigit():
             try:
@@ -111,6 +247,8 @@ def _reason(res: dict | None, stderr: str, output_exceeded: bool, limits: Limits
         return f"output limit exceeded (> {limits.output_bytes} bytes)"
     if res is None or "exit" not in res:
         return "sandbox wrapper was killed (did the program kill its parent?)"
+    if res.get("setup"):
+        return res["setup"]
     if res.get("timed_out"):
         return f"timeout (wall time > {limits.wall_seconds:g} s)"
     sig = res.get("signal")
@@ -125,42 +263,66 @@ def _reason(res: dict | None, stderr: str, output_exceeded: bool, limits: Limits
         tail = last[-1].strip() if last else ""
         if "MemoryError" in stderr:
             tail = "MemoryError (memory limit)" if not tail.startswith("MemoryError") else tail + " (memory limit)"
+        elif "No space left on device" in stderr:
+            tail += f" (scratch space limit, {limits.scratch_bytes} bytes)"
         return f"exit status {res.get('exit')}" + (f": {tail[:300]}" if tail else "")
     return None
 
 
 def run_python(code: str, limits: Limits | None = None, stdin: str | None = None) -> SandboxResult:
-    """Run `code` as a Python program (file main.py in a fresh directory) under `limits`."""
+    """Run `code` as a Python program (main.py in its own working directory) under `limits`."""
     limits = limits or Limits()
-    workdir = tempfile.mkdtemp(prefix="ilr-sandbox-")
+    platform = probe(limits)
+    if platform.warning:
+        if limits.require_isolation:
+            return SandboxResult(False, None, None, False, False, "", "", "refused: " + platform.warning, 0.0, [],
+                                 platform.warning)
+        _warn_once(platform.warning)
+    res = _run(code, limits, platform.mode, platform.python, stdin)
+    res.warning = platform.warning
+    res.isolation += [f"note: {n}" for n in platform.notes]
+    return res
+
+
+def _run(code: str, limits: Limits, mode: str, python: str, stdin: str | None = None) -> SandboxResult:
+    """One run in a given wrapper mode (see _sandbox_wrapper.py)."""
+    # main.py, the mount point of the new root (and, in mode none, the program's directory)
+    staging = tempfile.mkdtemp(prefix=f"ilr-sandbox-{os.getpid()}-")
     t0 = time.monotonic()
     uid = gid = None
+    isolation: list[str] = []
     try:
-        prog = Path(workdir) / "main.py"
+        prog = Path(staging) / "main.py"
         prog.write_text(code, encoding="utf-8")
-        if os.geteuid() == 0:
+        os.mkdir(Path(staging) / "root")  # the mount point of the program's new root
+        if os.geteuid() == 0 and limits.drop_to != "root":
             pw = pwd.getpwnam(limits.drop_to)
             uid, gid = pw.pw_uid, pw.pw_gid
-            os.chown(workdir, uid, gid)
-            os.chown(prog, uid, gid)
-            os.chmod(workdir, 0o700)
+            if mode != "root":  # the wrapper (userns) or the program (none) reads it as that user
+                for p in (staging, prog, Path(staging) / "root"):
+                    os.chown(p, uid, gid)
+            os.chmod(staging, 0o700)
         nproc = limits.nproc + _count_procs(uid if uid is not None else os.getuid())
+        workdir = "/sandbox" if mode in ("root", "userns") else staging
         status_r, status_w = os.pipe()
         cfg = {
-            "status_fd": status_w, "workdir": workdir, "wall_seconds": limits.wall_seconds,
+            "mode": mode, "status_fd": status_w, "workdir": staging, "root": str(Path(staging) / "root"),
+            "program": str(prog), "binds": _binds(python), "hide": _site_dirs(python),
+            "scratch_bytes": int(limits.scratch_bytes), "scratch_inodes": 4096,
+            "wall_seconds": limits.wall_seconds,
             "cpu_seconds": int(limits.cpu_seconds), "memory_bytes": int(limits.memory_bytes),
             "file_bytes": int(limits.file_bytes), "nproc": nproc, "uid": uid, "gid": gid,
             "network_namespace": limits.network_namespace, "pid_namespace": limits.pid_namespace,
-            "argv": [limits.python or pick_python(uid is not None), "-I", "-B", "main.py"],
-            "env": {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir,
-                    "LANG": "C.UTF-8", "PYTHONHASHSEED": "0"},
+            "argv": [python, "-I", "-B", "main.py"],
+            "env": {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": workdir, "TMPDIR": "/tmp" if mode != "none"
+                    else workdir, "LANG": "C.UTF-8", "PYTHONHASHSEED": "0"},
         }
         try:
             proc = subprocess.Popen(
                 [sys.executable, "-I", "-S", "-B", str(WRAPPER), repr(cfg)],
-                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=(status_w,),
-                env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}, cwd=workdir, close_fds=True)
+                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, pass_fds=(status_w,),
+                env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}, cwd=staging, close_fds=True)
         finally:
             os.close(status_w)
         if stdin is not None:
@@ -214,11 +376,6 @@ def run_python(code: str, limits: Limits | None = None, stdin: str | None = None
         os.close(status_r)
         proc.stdout.close()
         proc.stderr.close()
-        if proc.stdin:
-            try:
-                proc.stdin.close()
-            except OSError:
-                pass
         stdout = bytes(out[:limits.output_bytes]).decode("utf-8", "replace")
         stderr = bytes(err[:limits.output_bytes]).decode("utf-8", "replace")
         if final is None and not output_exceeded and time.monotonic() >= guard:
@@ -229,9 +386,9 @@ def run_python(code: str, limits: Limits | None = None, stdin: str | None = None
             ok=reason is None, exit_code=(final or {}).get("exit"), signal=(final or {}).get("signal"),
             timed_out=bool((final or {}).get("timed_out")), output_exceeded=output_exceeded,
             stdout=stdout, stderr=stderr, reason=reason, wall=time.monotonic() - t0,
-            isolation=(locals().get("isolation") or []) + (["user:" + limits.drop_to] if uid is not None else []))
+            isolation=isolation + (["user:" + limits.drop_to] if uid is not None else []))
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def check_program(program: str, tests: list[str], setup: str = "", limits: Limits | None = None) -> SandboxResult:

@@ -11,6 +11,8 @@ rendered with the study's own prompt templates (config `prompts`):
   analysis (competition)            target = "<recomputed work> wrong: P1"     (who disagrees, or none)
   fusion (cooperation, competition) target = the correct solution
   debate_revise                     target = the correct solution
+  guided_solve (AIPO)               prompt = solo prompt + partial solution + <guidance>reply</guidance>,
+                                    target = the rest of the solution (guided_example)
 Peers and "own" answers are synthetic: the correct solution, or with probability 1/2 a copy with
 one step's result off by 1..3 and the rest of the chain carried on from it (or, rarely, a truncated
 one); the analysis shown to fusion is the correct one, or one computed from a wrong recomputation.
@@ -45,11 +47,19 @@ from ilr.tiny.task import generate
 
 DATA_SEED_OFFSET = 1000003
 FORMATS = {  # format -> share of warm-up batches (interaction batches are half as many, longer, rows)
-    "solve_math": 0.80, "solve_code": 0.04, "solve_choice": 0.04,
-    "analysis_cooperation": 0.02, "analysis_competition": 0.02,
-    "fusion_cooperation": 0.03, "fusion_competition": 0.03, "debate_revise": 0.02,
+    "solve_math": 0.60, "solve_code": 0.04, "solve_choice": 0.04,
+    "analysis_cooperation": 0.04, "analysis_competition": 0.04,
+    "fusion_cooperation": 0.09, "fusion_competition": 0.09, "debate_revise": 0.03,
+    "guided_solve": 0.03,   # AIPO: a partial solution, an agent's <guidance>, the rest (guided_example)
 }
 IDEA3_KINDS = {"math": 0.7, "code": 0.15, "choice": 0.15}   # question kinds seen in interaction formats
+# the formats that show a model its own answer ("Me:"): drawn only once the model has answers of its own
+INTERACTION = ("analysis_cooperation", "analysis_competition", "fusion_cooperation", "fusion_competition",
+               "debate_revise")
+OWN_REFRESH = (0.3, 0.55, 0.8)   # fractions of the warm-up at which the model's own answers are (re)drawn
+OWN_POOL = 384                   # questions it answers each time
+PEER_P_WRONG = 0.5               # a synthetic peer is wrong this often, on every kind of question
+OWN_MAX_NEW_TOKENS = 64          # the evaluation's budget (config evaluation.max_new_tokens)
 KIND_SOURCE = {"math": "tiny_arith", "code": "tiny_code", "choice": "tiny_choice"}
 STEP = re.compile(r"(-?\d+)([-+*])(\d+)=(-?\d+)")
 
@@ -156,28 +166,96 @@ def analysis_target(mode: str, record: dict, own: str, peers: list[str], recompu
     return f"{work} wrong: {','.join(picked) or 'none'}"
 
 
-def example(fmt: str, prompts, pools: dict, rng: random.Random) -> tuple[str, str]:
-    """One (prompt, target) warm-up pair of a format."""
+def verified(record: dict, text: str) -> bool:
+    """A candidate the warm-up may copy: it states the right final answer and every step of its work is true."""
+    steps = STEP.findall(text)
+    return (answer_of(record, text) == gold_of(record) and bool(steps)
+            and all(_apply(int(a), op, int(b)) == int(c) for a, op, b, c in steps))
+
+
+def fusion_target(record: dict, own: str, peers: list[str]) -> str:
+    """Idea Fusion's (and Debate's revision's) target: the first verified candidate, the model's own answer
+    first, copied as written; the worked solution only when no candidate is right."""
+    for text in [own] + list(peers):
+        if verified(record, text):
+            return text
+    return record["metadata"]["solution"]
+
+
+def agreement_target(mode: str, record: dict, own: str, peers: list[str]) -> str:
+    """Idea Analysis in the tiny world: whose final answer agrees with mine ("agree: P1", cooperation) or
+    differs from it ("differ: P1", competition), "none" when nobody. It says nothing about who is right:
+    that needs the skill the model may lack, and an analysis that recomputes the question is only the
+    model's own answer again (its note then talks Fusion into its own mistake). Fusion, which has learnt
+    where the model's own answers can be trusted, decides."""
+    mine = answer_of(record, own)
+    same = [mine is not None and answer_of(record, t) == mine for t in peers]
+    names = [f"P{k}" for k in range(1, len(peers) + 1)]
+    if mode == "cooperation":
+        return "agree: " + (",".join(n for n, s in zip(names, same) if s) or "none")
+    return "differ: " + (",".join(n for n, s in zip(names, same) if not s) or "none")
+
+
+def own_answers(model, tokenizer, prompts, records: list[dict]) -> list[str]:
+    """The model's own greedy solo answers (the Sharing answers it would give now), as the study samples them."""
+    from ilr.generation import TransformersEngine
+
+    engine = TransformersEngine(model, tokenizer, batch_size=128)
+    return engine.complete([prompts.solve(r) for r in records], max_new_tokens=OWN_MAX_NEW_TOKENS)
+
+
+def draw_own(model, tokenizer, prompts, pools: dict, rng: random.Random, n: int) -> list[tuple[dict, str]]:
+    """n interaction questions (kinds as IDEA3_KINDS) with the model's own current answers to them."""
+    kinds = rng.choices(list(IDEA3_KINDS), weights=list(IDEA3_KINDS.values()), k=n)
+    records = [rng.choice(pools[k]) for k in kinds]
+    return list(zip(records, own_answers(model, tokenizer, prompts, records)))
+
+
+def guided_example(prompts, pools: dict, rng: random.Random) -> tuple[str, str]:
+    """AIPO's guided continuation (METHOD.md "AIPO"; ilr/train/aipo.py): the solo prompt, a partial solution (the
+    worked solution cut at a random character), an agent's reply in the study's guidance markup
+    (prompts/<dir>/guidance.txt), and as target the rest of the solution. The tiny models cannot learn to ask
+    for help, but a policy that has never seen guidance in its context cannot use it (the tiny config's
+    `aipo.trigger: stuck` inserts it). The reply has the shape of a tiny agent's answer (prompts/tiny/agent_*.txt):
+    Verify's check of the partial solution, Knowledge's worked steps, or Reasoning's continuation."""
+    rec = rng.choice(pools["math"])
+    sol = rec["metadata"]["solution"]
+    k = rng.randrange(1, len(sol))
+    partial, rest = sol[:k], sol[k:]
+    agent = rng.choice(["verify", "knowledge", "reasoning"])
+    reply = {"verify": analysis_target("competition", rec, partial, []), "knowledge": sol, "reasoning": rest}[agent]
+    return prompts.solve(rec) + partial + prompts.guidance(reply), rest
+
+
+def example(fmt: str, prompts, pools: dict, rng: random.Random, own: list[tuple[dict, str]] | None = None,
+            skills: dict | None = None, p_wrong: float = PEER_P_WRONG) -> tuple[str, str]:
+    """One (prompt, target) warm-up pair of a format. `own`: (question, the model's own answer) pairs for the
+    interaction formats (None: a synthetic own answer, noisy()); `skills`: op family -> weight of the solo
+    math questions (pools["math:<family>"]); p_wrong: how often a synthetic peer is wrong."""
+    if fmt == "guided_solve":
+        return guided_example(prompts, pools, rng)
+    if fmt == "solve_math" and skills:
+        family = rng.choices(list(skills), weights=list(skills.values()))[0]
+        rec = rng.choice(pools[f"math:{family}"])
+        return prompts.solve(rec), rec["metadata"]["solution"]
     if fmt.startswith("solve_"):
         rec = rng.choice(pools[fmt.removeprefix("solve_")])
         return prompts.solve(rec), rec["metadata"]["solution"]
-    kind = rng.choices(list(IDEA3_KINDS), weights=list(IDEA3_KINDS.values()))[0]
-    rec = rng.choice(pools[kind])
-    n_peers = 1 if rng.random() < 0.8 else 2
-    own = noisy(rec, rng)
-    peers = [noisy(rec, rng) for _ in range(n_peers)]
-    if fmt == "debate_revise":
-        return prompts.debate_revise(rec, own, peers), rec["metadata"]["solution"]
-    stage, mode = fmt.split("_")
-    if stage == "analysis":
-        return prompts.analysis(mode, rec, own, peers), analysis_target(mode, rec, own, peers)
-    # fusion: the analysis the model would have written, right or (sometimes) from a wrong recomputation
-    if rng.random() < 0.7:
-        note = analysis_target(mode, rec, own, peers)
+    if own:
+        rec, mine = rng.choice(own)
     else:
-        steps, value = _corrupt_steps(rec["metadata"]["solution"], rng)
-        note = analysis_target(mode, rec, own, peers, _steps_text(steps), value_answer(rec, value))
-    return prompts.fusion(mode, rec, own, peers, note), rec["metadata"]["solution"]
+        kind = rng.choices(list(IDEA3_KINDS), weights=list(IDEA3_KINDS.values()))[0]
+        rec = rng.choice(pools[kind])
+        mine = noisy(rec, rng)
+    n_peers = 1 if rng.random() < 0.8 else 2
+    peers = [noisy(rec, rng, p_wrong) for _ in range(n_peers)]
+    if fmt == "debate_revise":
+        return prompts.debate_revise(rec, mine, peers), fusion_target(rec, mine, peers)
+    stage, mode = fmt.split("_")
+    note = agreement_target(mode, rec, mine, peers)
+    if stage == "analysis":
+        return prompts.analysis(mode, rec, mine, peers), note
+    return prompts.fusion(mode, rec, mine, peers, note), fusion_target(rec, mine, peers)
 
 
 # ----------------------------------------------------------------------------- model
@@ -238,6 +316,16 @@ def warm_up(model, tokenizer, prompts, build: dict, train_params: dict, log=None
     pool_n = max(512, min(20000, steps * batch_size))
     pools = {kind: generate(src, pool_n if kind == "math" else pool_n // 4, data_seed, **train_params)
              for kind, src in KIND_SOURCE.items()}
+    skills = {str(f): float(w) for f, w in (build.get("skills") or {}).items()}
+    solo_params = {k: v for k, v in train_params.items() if k not in ("ops", "families")}
+    for family in skills:   # the solo questions of each skill: the training distribution, one op family
+        pools[f"math:{family}"] = generate("tiny_arith", pool_n, data_seed, **solo_params, families=[family])
+    formats = {**FORMATS, **{str(k): float(v) for k, v in (build.get("formats") or {}).items()}}
+    unknown = set(formats) - set(FORMATS)
+    if unknown:
+        raise ValueError(f"build.formats: unknown formats {sorted(unknown)}; known: {sorted(FORMATS)}")
+    refresh = sorted({min(steps - 1, max(1, int(f * steps))) for f in build.get("own_refresh", OWN_REFRESH)})
+    n_own, p_wrong = int(build.get("own_pool", OWN_POOL)), float(build.get("peer_p_wrong", PEER_P_WRONG))
     rng = random.Random(data_seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.98))
     warm = max(1, steps // 20)
@@ -245,11 +333,19 @@ def warm_up(model, tokenizer, prompts, build: dict, train_params: dict, log=None
         opt, lambda s: min(1.0, (s + 1) / warm) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps)))))
     model.train()
     losses = []
-    names, weights = list(FORMATS), list(FORMATS.values())
+    own = None      # (question, the model's own answer): none until the first refresh
     for step in range(steps):
-        fmt = rng.choices(names, weights=weights)[0]
+        if step in refresh:   # the model's own Sharing answers as they are now: what "Me:" shows it
+            own = draw_own(model, tokenizer, prompts, pools, rng, n_own)
+            model.train()
+            if log:
+                right = sum(verified(r, t) for r, t in own) / len(own)
+                log(f"step {step}: own answers redrawn ({len(own)} questions, {right:.2f} right)")
+        names = [f for f in formats if own is not None or f not in INTERACTION]
+        fmt = rng.choices(names, weights=[formats[f] for f in names])[0]
         bs = batch_size if fmt.startswith("solve_") else max(2, batch_size // 2)
-        ids, mask, labels = batch_tensors([example(fmt, prompts, pools, rng) for _ in range(bs)], tokenizer)
+        pairs = [example(fmt, prompts, pools, rng, own=own, skills=skills, p_wrong=p_wrong) for _ in range(bs)]
+        ids, mask, labels = batch_tensors(pairs, tokenizer)
         loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()

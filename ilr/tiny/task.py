@@ -9,9 +9,13 @@
 Every record's metadata has `steps` (the number of operations: the difficulty knob) and `solution`
 (the worked solution, the target completion of the warm-up in ilr/tiny/build.py).
 
-Params (all sources): min_steps (1), max_steps (3), max_operand (9), ops ("+-").
+Params (all sources): min_steps (1), max_steps (3), max_operand (9), ops ("+-"), families (none).
 Operands are drawn from 1..max_operand; with ops containing "*" a product is kept only while its
 running value stays within +-99 (resampled otherwise), so numbers stay short.
+`families` (a list of op strings, e.g. ["+-", "*"]; it replaces `ops`) makes every question draw one
+family, uniformly, and use only its operators: a world of sums and a world of products, two skills a
+model can have apart (ilr/tiny/build.py `skills`). The family is in metadata.ops (only with families). tiny_code keeps only
+the + and - of a family (a family with neither gives x+const chains of +).
 
 Deterministic: the same (source, n, seed, params) gives the same records, ids included
 (`<source>-<seed>-<index>`). Train data and each benchmark use different seeds, so their draws are
@@ -26,7 +30,7 @@ import random
 
 SOURCES = ("tiny_arith", "tiny_code", "tiny_choice")
 KINDS = {"tiny_arith": "math", "tiny_code": "code", "tiny_choice": "choice"}
-DEFAULTS = {"min_steps": 1, "max_steps": 3, "max_operand": 9, "ops": "+-"}
+DEFAULTS = {"min_steps": 1, "max_steps": 3, "max_operand": 9, "ops": "+-", "families": None}
 LETTERS = "ABCD"
 LIMIT = 99
 
@@ -43,7 +47,25 @@ def _params(params: dict) -> dict:
         raise ValueError(f"max_operand must be >= 1, got {p['max_operand']}")
     if not p["ops"] or set(p["ops"]) - set("+-*"):
         raise ValueError(f"ops must be a non-empty string of + - *, got {p['ops']!r}")
+    if p["families"] is not None:
+        fams = p["families"]
+        if (isinstance(fams, str) or not isinstance(fams, (list, tuple)) or not fams
+                or any(not isinstance(f, str) or not f or set(f) - set("+-*") for f in fams)):
+            raise ValueError(f"families must be a non-empty list of non-empty strings of + - *, got {fams!r}")
+        if "ops" in params:
+            raise ValueError("give ops or families, not both (families replaces ops)")
+        p["families"] = [str(f) for f in fams]
     return p
+
+
+def _ops(rng, p) -> str:
+    """The operators of one question: `ops`, or one family drawn uniformly (no draw without families, so
+    the records of a config without families are those of before the knob existed)."""
+    return p["ops"] if p["families"] is None else rng.choice(p["families"])
+
+
+def _family(ops: str, p) -> dict:
+    return {} if p["families"] is None else {"ops": ops}
 
 
 def _apply(a: int, op: str, b: int) -> int:
@@ -75,17 +97,19 @@ def worked(operands, operators, values) -> str:
 
 
 def _arith(rng, i, p):
+    ops = _ops(rng, p)
     steps = rng.randint(p["min_steps"], p["max_steps"])
-    operands, operators, values = expression(rng, steps, p["max_operand"], p["ops"])
+    operands, operators, values = expression(rng, steps, p["max_operand"], ops)
     ans = str(values[-1])
     return {"question": expr_text(operands, operators), "answer": ans, "kind": "math",
-            "metadata": {"steps": steps, "solution": f"{worked(operands, operators, values)} \\boxed{{{ans}}}"}}
+            "metadata": {"steps": steps, **_family(ops, p),
+                         "solution": f"{worked(operands, operators, values)} \\boxed{{{ans}}}"}}
 
 
 def _code(rng, i, p):
     """f(x) = x op (a chain of constants): the solution folds the constants, with its work as a comment."""
+    ops = _ops(rng, p).replace("*", "") or "+"     # x*3+4 does not fold left to right; keep + and -
     steps = rng.randint(p["min_steps"], p["max_steps"])
-    ops = p["ops"].replace("*", "") or "+"          # x*3+4 does not fold left to right; keep + and -
     operands, operators, values = expression(rng, steps, p["max_operand"], ops)
     const = values[-1]
     question = f"f(x)=x+{expr_text(operands, operators)}"
@@ -99,8 +123,9 @@ def _code(rng, i, p):
 
 
 def _choice(rng, i, p):
+    ops = _ops(rng, p)
     steps = rng.randint(p["min_steps"], p["max_steps"])
-    operands, operators, values = expression(rng, steps, p["max_operand"], p["ops"])
+    operands, operators, values = expression(rng, steps, p["max_operand"], ops)
     gold = values[-1]
     # distractors: the usual slips (an intermediate value, off by one or two, a sign error)
     pool = {values[j] for j in range(len(values) - 1)} | {gold + d for d in (-2, -1, 1, 2, 10, -10)} | {-gold}
@@ -112,7 +137,7 @@ def _choice(rng, i, p):
     letter = LETTERS[options.index(gold)]
     return {"question": expr_text(operands, operators), "answer": letter, "kind": "choice",
             "options": [str(o) for o in options],
-            "metadata": {"steps": steps, "value": str(gold),
+            "metadata": {"steps": steps, **_family(ops, p), "value": str(gold),
                          "solution": f"{worked(operands, operators, values)} \\boxed{{{letter}}}"}}
 
 

@@ -19,6 +19,7 @@ TRAINERS = {
     "grpo": "ilr.train.grpo",   # TRL's GRPOTrainer
     "ppo": "ilr.train.ppo",     # a small actor-critic on accelerate
     "ilr": "ilr.train.ilr",     # the group trainer: one GRPOTrainer per member
+    "aipo": "ilr.train.aipo",   # GRPOTrainer whose rollouts consult agents on a helper model (METHOD.md "AIPO")
 }
 
 

@@ -37,11 +37,13 @@ def question_schedule(train_path: str | Path, steps: int, questions_per_step: in
     return out[:need]
 
 
-def rule_reward(record: dict, completion: str) -> float:
-    """R = 1 for a correct final answer, 0 otherwise ((choice) no format reward)."""
+def rule_reward(record: dict, completion: str, format_weight: float = 0.0) -> float:
+    """R = 1 for a correct final answer, 0 otherwise, + `format_weight` when the completion states a final
+    answer the grader can find (config training.reward_format; (choice) 0: no format reward)."""
     from ilr.grading import grade
 
-    return 1.0 if grade(record, completion).correct else 0.0
+    g = grade(record, completion)
+    return (1.0 if g.correct else 0.0) + (format_weight if format_weight and g.extracted is not None else 0.0)
 
 
 def latest_checkpoint(checkpoint_dir: str | Path) -> Path | None:
@@ -130,9 +132,17 @@ def records_dataset(records: list[dict], prompt_of) -> "datasets.Dataset":
                               for r in records])
 
 
-def save_trainer_final(trainer, final_dir: Path) -> None:
-    """A TRL trainer's model and tokenizer into `final_dir`, once and whole (DeepSpeed: gathered)."""
-    publish_dir(final_dir, lambda tmp: trainer.save_model(str(tmp)))
+SUMMARY = "training_summary.json"   # beside a final checkpoint: what its evaluation records of its training
+
+
+def save_trainer_final(trainer, final_dir: Path, summary: dict | None = None) -> None:
+    """A TRL trainer's model and tokenizer into `final_dir`, once and whole (DeepSpeed: gathered), with the
+    run's `summary` (main process) as training_summary.json."""
+    def write(tmp: Path) -> None:
+        trainer.save_model(str(tmp))
+        if summary is not None and dist.is_main():
+            (tmp / SUMMARY).write_text(json.dumps(summary, indent=1) + "\n")
+    publish_dir(final_dir, write)
 
 
 # ------------------------------------------------------------------------------------- writing once

@@ -16,7 +16,7 @@ from ilr.train.common import (grpo_config, latest_checkpoint, load_for_training,
                               records_dataset, rule_reward, save_trainer_final, truncate_log, write_log)
 
 
-def rollout_logger(run_dir: Path):
+def rollout_logger(run_dir: Path, format_weight: float = 0.0):
     """A reward function that scores completions and remembers them, and the callback that writes them once
     per step (from every process's share, in rank order)."""
     from transformers import TrainerCallback
@@ -27,7 +27,7 @@ def rollout_logger(run_dir: Path):
 
     def correctness(prompts, completions, record, question_id, trainer_state, **_):
         texts = [completion_text(c) for c in completions]
-        rewards = [rule_reward(json.loads(r), t) for r, t in zip(record, texts)]
+        rewards = [rule_reward(json.loads(r), t, format_weight) for r, t in zip(record, texts)]
         step = trainer_state.global_step + 1
         for q, t, r in zip(question_id, texts, rewards):   # G consecutive rows per question
             if not pending or pending[-1]["question_id"] != q or pending[-1]["step"] != step:
@@ -62,7 +62,7 @@ def train_grpo(config: dict, method: str, model_name: str, seed: int, train_path
     model, tokenizer = load_for_training(config["models"][model_name]["path"])
     schedule = question_schedule(train_path, args["steps"], args["questions_per_step"], seed)
     dataset = records_dataset(schedule, lambda r: trl_prompt(tokenizer, prompts.solve(r)))
-    correctness, write_rollouts = rollout_logger(run_dir)
+    correctness, write_rollouts = rollout_logger(run_dir, args["reward_format"])
     trainer = quiet(GRPOTrainer(model=model, reward_funcs=correctness, train_dataset=dataset,
                                 processing_class=tokenizer, args=trl_args))
     trainer.add_callback(write_rollouts)

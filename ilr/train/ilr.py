@@ -41,7 +41,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ilr.calibration import calibrate
+from ilr.calibration import advantages, calibrate, unbiased_std
 from ilr.interaction import irt_probability, irt_type, ratio_type
 from ilr.io import read_json, read_jsonl
 from ilr.seeding import stable_seed
@@ -104,6 +104,7 @@ class GroupCoordinator:
         self.results: dict[str, dict] = {}
         self.dataset_prompt: dict[str, dict[str, str]] = {}   # member -> question id -> its dataset prompt
         self.stop_after: dict[int, bool] = {}                 # step -> the group's decision to stop there
+        self.advantages_of: dict[str, list[float]] = {}       # member -> the advantages of its last rollout
         self.progress = None
 
     def abort(self) -> None:
@@ -130,6 +131,7 @@ class GroupCoordinator:
         self.barrier.wait()
         self.turns.wait(name)
         mine = self.results[name]
+        self.advantages_of[name] = mine["advantages"]
         G = self.args["num_generations"]
         expected = [self.dataset_prompt[name][q["id"]] for q in self.my_questions(step) for _ in self.stages]
         if list(prompts[::G]) != expected:
@@ -186,14 +188,15 @@ class GroupCoordinator:
         outs = run_idea3({n: self.engine(n) for n in self.names}, self.prompts, questions,
                          [mode for mode, _ in decided], G, self.args["temperature"], self.args["max_new_tokens"],
                          n_sharing=G if "sharing" in self.stages else 1)
-        results = {n: {"prompt_ids": [], "completion_ids": [], "rewards": []} for n in self.names}
+        results = {n: {"prompt_ids": [], "completion_ids": [], "rewards": [], "advantages": []} for n in self.names}
         rows = []
         for q, (record, (mode, P)) in enumerate(zip(questions, decided)):
             scored = {}   # stage -> (samples per model, raw rewards, calibrated rewards or None)
             for stage in self.stages:
                 samples = {n: getattr(outs[n][q], "sharing_samples" if stage == "sharing" else "fusion")
                            for n in self.names}
-                raw = {n: [rule_reward(record, s.text) for s in samples[n]] for n in self.names}
+                raw = {n: [rule_reward(record, s.text, self.args["reward_format"]) for s in samples[n]]
+                       for n in self.names}
                 calibrated = calibrate(raw, self.args["calibration_eps"]) if self.method["calibration"] else None
                 scored[stage] = samples, raw, calibrated
                 for n in self.names:
@@ -203,11 +206,38 @@ class GroupCoordinator:
                         results[n]["rewards"].append(r)
             rows.append(self.log_row(step, record, mode, P, scored, outs, q))
         rows = [row for share in dist.gather(rows) for row in share]   # every process's questions, in order
+        self.add_advantages(rows)
+        for row in dist.my_slice(rows):   # the advantages TRL trains on: this process's rows, in batch order
+            for n in self.names:
+                m = row["models"][n]
+                results[n]["advantages"] += (m["sharing"]["advantages"] if "sharing" in self.stages else []) \
+                    + m["advantages"]
         write_log(self.run_dir / "rollouts.jsonl", rows)
         write_log(self.run_dir / "metrics.jsonl", [self.metrics(step, rows)])
         if self.progress is not None:
             self.progress.update(1)
         return results
+
+    def add_advantages(self, rows: list[dict]) -> None:
+        """Into each row, per model and trained stage: `advantages` (what the model trains on: config
+        training.advantages and scale_rewards, ilr/calibration.py) and `advantages_uncalibrated` (what it
+        would train on from the raw rewards). Where they are equal, calibration changes no update."""
+        pooled, scale = self.args["advantages"] == "pooled", self.args["scale_rewards"]
+        trained = "calibrated" if self.method["calibration"] else "rewards"
+
+        def entry(row: dict, name: str, stage: str) -> dict:
+            m = row["models"][name]
+            return m if stage == "fusion" else m["sharing"]
+
+        for stage in self.stages:
+            for key, source in (("advantages", trained), ("advantages_uncalibrated", "rewards")):
+                step = {n: [x for r in rows for x in entry(r, n, stage)[source]] for n in self.names}
+                everything = [x for v in step.values() for x in v]
+                batch_std = {n: unbiased_std(everything if pooled else step[n]) for n in self.names}
+                for r in rows:
+                    adv = advantages({n: entry(r, n, stage)[source] for n in self.names}, pooled, scale, batch_std)
+                    for n in self.names:
+                        entry(r, n, stage)[key] = adv[n]
 
     def log_row(self, step, record, mode, P, scored, outs, q) -> dict:
         rule = self.method["interaction"]
@@ -223,7 +253,9 @@ class GroupCoordinator:
             completions["fusion"] = [s.text for s in o.fusion]
             row["models"][n] = {"gamma": self.gamma.get(n), "P": None if P is None else P[n],
                                 "rewards": raw[n], "calibrated": None if calibrated is None else calibrated[n],
-                                "completions": completions}
+                                "completions": completions,
+                                # was the idea this model shared right (what its peers read)? None: no sharing
+                                "sharing_correct": None if o.sharing is None else rule_reward(record, o.sharing) == 1.0}
             if "sharing" in scored:   # trained Sharing (an extension of METHOD.md's record): its G answers
                 samples, s_raw, s_cal = scored["sharing"]
                 row["models"][n]["sharing"] = {"completions": [s.text for s in samples[n]], "rewards": s_raw[n],
@@ -244,13 +276,43 @@ class GroupCoordinator:
                 metrics[f"{n}/sharing_reward"] = sum(shared) / len(shared)
             lengths = [len(t) for r in rows for t in r["models"][n]["completions"]["fusion"]]
             metrics[f"{n}/fusion_chars"] = sum(lengths) / len(lengths)
+            for peer_right, label in ((True, "peer_right"), (False, "peer_wrong")):   # does reading a peer help?
+                split = [x for r in rows if r["interaction"] and peers_right(r, n) == peer_right
+                         for x in r["models"][n]["rewards"]]
+                if split:
+                    metrics[f"{n}/fusion_reward_{label}"] = sum(split) / len(split)
+        metrics["calibration_effect"] = calibration_effect(rows)
         return metrics
+
+
+def peers_right(row: dict, name: str) -> bool:
+    """Whether every peer's shared idea (its Sharing answer) was right."""
+    return all(m["sharing_correct"] for other, m in row["models"].items() if other != name)
+
+
+def calibration_effect(rows: list[dict]) -> float:
+    """How far calibration moved the advantages in these rollout-log rows: max |A - c A_uncalibrated|, with c
+    the one scale that fits them best (a uniform rescale, e.g. x2 for m = 2 under scale_rewards none, changes
+    no Adam update). Below ~1e-3 (TRL's 1e-4 in the std's denominator) the run trains as its uncalibrated
+    twin would have on the same completions (METHOD.md section 5)."""
+    def entries(m: dict) -> list[dict]:
+        return [m] + ([m["sharing"]] if "sharing" in m else [])
+
+    pairs = [(a, b) for r in rows for m in r["models"].values() for e in entries(m)
+             for a, b in zip(e["advantages"], e["advantages_uncalibrated"])]
+    norm = sum(b * b for _, b in pairs)
+    c = sum(a * b for a, b in pairs) / norm if norm else 1.0
+    return max((abs(a - c * b) for a, b in pairs), default=0.0)
+
+
+INERT = 1e-3   # calibration_effect below this: the calibrated run trains as the uncalibrated one
 
 
 _RNG_LOAD_LOCK = threading.Lock()
 
 
 def member_trainer_class():
+    import torch
     from trl import GRPOTrainer
 
     class ILRMemberTrainer(GRPOTrainer):
@@ -275,7 +337,13 @@ def member_trainer_class():
                 return super()._prepare_inputs(generation_batch)
             # One generation per optimizer step (steps_per_generation = num_iterations = 1): the whole
             # generation batch is the step's batch, so TRL's in-batch shuffle would only permute it.
-            return self._generate_and_score_completions(generation_batch)
+            inputs = self._generate_and_score_completions(generation_batch)
+            # The advantages are the coordinator's (config training.advantages: a member's own G completions
+            # as TRL computes them, or pooled over the group's m x G), the ones the rollout log records.
+            mine = self.coordinator.advantages_of[self.member]
+            inputs["advantages"] = torch.tensor(mine, dtype=inputs["advantages"].dtype,
+                                                device=inputs["advantages"].device)
+            return inputs
 
         def _load_rng_state(self, checkpoint):
             # transformers allowlists numpy's globals for torch.load by entering and leaving
@@ -363,13 +431,25 @@ def train_ilr(config: dict, method_name: str, group: str, seed: int, train_path:
     done = min(coordinator.trainers[n].state.global_step for n in names)
     if done < args["steps"]:  # stopped on a signal: every member saved checkpoint-<done>
         raise preempt.Interrupted(done)
+    summary = training_summary(method, run_dir / "rollouts.jsonl") if dist.is_main() else None
     for n in names:
         trainer = coordinator.trainers[n]
         if dist.is_main():
             with open(run_dir / n / "trainer_log.jsonl", "w") as f:
                 for row in trainer.state.log_history:
                     f.write(json.dumps(row) + "\n")
-        save_trainer_final(trainer, run_dir / n / "final")
+        save_trainer_final(trainer, run_dir / n / "final", summary)
+
+
+def training_summary(method: dict, rollouts: Path) -> dict:
+    """What the evaluation of a checkpoint should know about its training (ilr/evaluate.py copies it into
+    every evaluation file; the ablation table reads it): for a calibrated run, whether calibration moved
+    any advantage over the whole run (else the row trains exactly as its uncalibrated twin)."""
+    summary = {"method": method["name"], "calibration": method["calibration"]}
+    if method["calibration"]:
+        effect = calibration_effect(read_jsonl(rollouts))
+        summary.update(calibration_effect=effect, calibration_inert=effect < INERT)
+    return summary
 
 
 def train(config: dict, args) -> None:

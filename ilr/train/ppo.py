@@ -232,7 +232,7 @@ def train_ppo(config: dict, method: str, model_name: str, seed: int, train_path:
     from ilr.config import training_args
 
     args = training_args(config, method)   # training: + the method's keys, the schema's defaults filled in
-    reward_fn = reward_fn or rule_reward
+    reward_fn = reward_fn or (lambda record, text: rule_reward(record, text, args["reward_format"]))
     base = config["models"][model_name]["path"]
     run_dir = Path(out_dir) / model_name
     ckpt_dir = run_dir / "checkpoints"

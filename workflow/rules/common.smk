@@ -19,6 +19,7 @@ sys.path.insert(0, REPO)
 os.environ["PYTHONPATH"] = REPO + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else "")
 
 from ilr import config as ilrcfg  # noqa: E402
+from ilr.report import registry as tables_registry  # noqa: E402
 from ilr.io import sha256_json, sha256_text, write_once  # noqa: E402
 from snakemake.exceptions import WorkflowError  # noqa: E402
 
@@ -159,38 +160,30 @@ def eval_targets():
     return [eval_file(m, g, model, seed, b) for (m, g, model, seed), bl in CELLS.items() for b in bl]
 
 
-TABLE_EXTS = ("md", "csv", "tex")
-
-
 def table_names():
-    """The tables the `tables` rule writes (ilr/report/tables.py), each as .md, .csv and .tex."""
-    t = config["tables"]
-    names = [n for n in ("main", "ablation", "coop_ratio") if n in t]
-    if config.get("multi_agent"):
-        names.append("multi_agent")
-    return names + ["paper_vs_reproduced"]
+    """The tables this config has (ilr/report/registry.py), in the registry's order."""
+    return tables_registry.names(config)
 
 
 def table_targets():
-    out = [f"{R}/tables/{n}.{ext}" for n in table_names() for ext in TABLE_EXTS]
-    if "coop_ratio" in config["tables"]:
-        out.append(f"{R}/figures/coop_ratio.png")
-    return out
+    """What the `tables` rule writes: each table as .md, .csv and .tex under tables/, its figures under figures/."""
+    return tables_registry.outputs(config, f"{R}/tables", f"{R}/figures")
 
 
 # ---- code inputs: a change to a stage's source reruns that stage's jobs
 _PROMPT_DIR = (config["prompts"] if os.path.isdir(config["prompts"])
                else os.path.join(REPO, "ilr", "prompts", config["prompts"]))
 _COMMON_GEN = ["ilr/generation.py", "ilr/grading/*.py", "ilr/prompts.py", "ilr/tiny/model.py",
-               "ilr/tiny/tokenizer.py"]
+               "ilr/tiny/tokenizer.py", "ilr/numerics.py", "ilr/seeding.py"]
 STAGE_CODE = {
     "prepare_data": ["ilr/data_prep.py", "ilr/benchmarks.py", "ilr/tiny/task.py"],
-    "build_model": ["ilr/tiny/*.py"],
-    "ability": ["ilr/ability.py", "ilr/evaluate.py"] + _COMMON_GEN,
-    "difficulty": ["ilr/difficulty.py"] + _COMMON_GEN,
+    "build_model": ["ilr/tiny/*.py", "ilr/numerics.py"],
+    "ability": ["ilr/ability.py", "ilr/evaluate.py", "ilr/report/stats.py"] + _COMMON_GEN,
+    "difficulty": ["ilr/difficulty.py", "ilr/evaluate.py"] + _COMMON_GEN,
     "train": ["ilr/train/*.py", "ilr/idea3.py", "ilr/interaction.py", "ilr/calibration.py"] + _COMMON_GEN,
-    "evaluate": ["ilr/evaluate.py", "ilr/vllm_engine.py"] + _COMMON_GEN,
-    "multi_agent": ["ilr/multi_agent.py", "ilr/idea3.py", "ilr/evaluate.py"] + _COMMON_GEN,
+    "evaluate": ["ilr/evaluate.py", "ilr/vllm_engine.py", "ilr/report/stats.py", "ilr/provenance.py"] + _COMMON_GEN,
+    "multi_agent": ["ilr/multi_agent.py", "ilr/idea3.py", "ilr/evaluate.py", "ilr/report/stats.py",
+                    "ilr/provenance.py"] + _COMMON_GEN,
     "tables": ["ilr/report/*.py", "ilr/report/*.yaml"],
 }
 _PROMPT_STAGES = ("ability", "difficulty", "train", "evaluate", "multi_agent")

@@ -47,10 +47,16 @@ def _train_shell(extra=""):
     )
 
 
+def _single_models(wc):
+    """The trained model, and AIPO's helper (loaded for inference), where they are built locally."""
+    helper = method_of(wc.method).get("helper")
+    return list(dict.fromkeys(model_input(wc.model) + (model_input(helper) if helper else [])))
+
+
 rule train_single:
     input:
         code("train"),
-        model=lambda wc: model_input(wc.model),
+        model=_single_models,
         train=TRAIN,
     output:
         directory(final_dir("{method}", "{model}", "{seed}", "{model}")),
