@@ -11,6 +11,12 @@ import argparse
 from ilr.io import read_jsonl, write_json
 
 
+def config_slice(config: dict, model: str) -> dict:
+    """The config this stage reads for one model (Snakemake's rerun trigger, ilr.config.stage_spec)."""
+    return {"ability": config["ability"], "prompts": config["prompts"], "path": config["models"][model]["path"],
+            "data": config["data"]["train"], "generation": config["generation"], "numerics": config["numerics"]}
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True)
     p.add_argument("--model", required=True, help="the model's name in config `models:`")

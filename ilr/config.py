@@ -13,29 +13,12 @@ is one run named after itself. `method_config(config, run)` inverts this (p beco
 
 What each stage reads (`stage_spec`): the Snakefile passes sha256_json(stage_spec(...)) as each rule's
 `params`, so Snakemake's params rerun trigger reruns exactly the jobs whose slice of the config
-changed. KEEP THIS IN SYNC with what the stages read from the config:
+changed. Each stage module says which slice it reads (`config_slice`, next to the code that reads it;
+STAGE_MODULES below maps the stages to their modules).
 
-  prepare_data                      data, benchmarks
-  build_model  (model)              models.<model>.{path, build}
-  ability      (model)              ability, prompts, models.<model>.path, data.train (val split)
-  difficulty   (group)              difficulty, prompts, paths of the group's models, data.train
-  train        (method, group, seed)
-                                    training_args(method run) (training defaults + the method's keys,
-                                    p as a scalar), interaction (ILR family), prompts, seed,
-                                    data.train, the paths of the trained models (and of AIPO's helper)
-  evaluate     (benchmark | benchmarks, [method, model, seed])
-                                    evaluation, prompts, the benchmarks' specs; for base models
-                                    also the model path (trained checkpoints are inputs)
-  multi_agent  (models, benchmark)  multi_agent.mode, evaluation, prompts, the benchmark's spec, the
-                                    models' paths (base checkpoints)
-  tables                            tables, seeds, evaluation, groups, methods (names, groups, p),
-                                    multi_agent (pairs, benchmark, mode), models' paths (paper mapping)
-
-Upstream files (base models, gamma, D_q, checkpoints) are rule inputs: a change there reruns the
-consumers through Snakemake's mtime trigger. The data files are the exception: one prepare_data job
-writes every data file, so consumers take them as `ancient()` inputs and the data specs they read
-are part of their slice instead (changing one benchmark's `n` reruns that benchmark's evaluations,
-not the training).
+Upstream files (data, base models, gamma, D_q, checkpoints) are rule inputs: a change there reruns the
+consumers through Snakemake's mtime trigger (one prepare_data job per data file, so changing one
+benchmark's `n` rewrites that benchmark's file and reruns its evaluations, not the training).
 """
 
 from __future__ import annotations
@@ -545,63 +528,21 @@ def trained_names(config: dict, run: str, group: str) -> list[str]:
 # the config slice each stage reads (see the module docstring)
 
 
+STAGE_MODULES = {   # stage -> the module that reads the config for it, and says which part (config_slice)
+    "prepare_data": "ilr.data_prep", "build_model": "ilr.tiny.build", "ability": "ilr.ability",
+    "difficulty": "ilr.difficulty", "train": "ilr.train", "evaluate": "ilr.evaluate",
+    "multi_agent": "ilr.multi_agent", "tables": "ilr.report.tables",
+}
+
+
 def stage_spec(config: dict, stage: str, **ids) -> dict:
-    """The part of `config` that one job of `stage` (identified by `ids`) reads."""
-    c = config
-    prompts = c["prompts"]
-    if stage == "prepare_data":
-        part = ids.get("part")
-        if part == "train":
-            return {"data": c["data"]}
-        if part:
-            return {"benchmark": c["benchmarks"][part[len("bench/"):]]}
-        return {"data": c["data"], "benchmarks": c["benchmarks"]}
-    if stage == "build_model":
-        m = c["models"][ids["model"]]
-        return {"path": m["path"], "build": m.get("build"), "numerics": c["numerics"]}
-    if stage == "ability":
-        return {"ability": c["ability"], "prompts": prompts, "path": c["models"][ids["model"]]["path"],
-                "data": c["data"]["train"], "generation": c["generation"], "numerics": c["numerics"]}
-    if stage == "difficulty":
-        members = c["groups"][ids["group"]]
-        return {"difficulty": c["difficulty"], "prompts": prompts, "data": c["data"]["train"],
-                "models": {n: c["models"][n]["path"] for n in members}, "generation": c["generation"],
-                "numerics": c["numerics"]}
-    if stage == "train":
-        run, group = ids["method"], ids["group"]
-        spec = {"training": training_args(c, run), "prompts": prompts, "data": c["data"]["train"],
-                "models": {n: c["models"][n]["path"] for n in trained_names(c, run, group)},
-                "generation": c["generation"], "numerics": c["numerics"]}
-        if "seed" in ids:
-            spec["seed"] = int(ids["seed"])
-        if is_group_run(c, run):
-            spec["interaction"] = c["interaction"]
-            spec["members"] = list(c["groups"][group])
-        helper = method_config(c, run).get("helper")
-        if helper is not None:   # AIPO's helper model, loaded for inference
-            spec["helper_path"] = c["models"][helper]["path"]
-        return spec
-    if stage == "evaluate":
-        benches = ids.get("benchmarks") or [ids["benchmark"]]
-        spec = {"evaluation": c["evaluation"], "prompts": prompts, "generation": c["generation"],
-                "numerics": c["numerics"],
-                "benchmarks": {b: c["benchmarks"][b] for b in benches}}
-        if ids.get("method") == BASE and "model" in ids:
-            spec["path"] = c["models"][ids["model"]]["path"]
-        if "seed" in ids:
-            spec["seed"] = int(ids["seed"])
-        return spec
-    if stage == "multi_agent":
-        return {"mode": c["multi_agent"].get("mode", "cooperation"), "evaluation": c["evaluation"], "prompts": prompts,
-                "generation": c["generation"], "numerics": c["numerics"],
-                "benchmark": c["benchmarks"][ids["benchmark"]],
-                "models": {n: c["models"][n]["path"] for n in ids["models"]}}
-    if stage == "tables":
-        return {"tables": c["tables"], "seeds": c["seeds"], "evaluation": c["evaluation"], "groups": c["groups"],
-                "models": {n: m["path"] for n, m in c["models"].items()}, "multi_agent": c.get("multi_agent"),
-                "prompts": prompts,
-                "methods": {m: {k: v for k, v in spec.items() if k in METHOD_KEYS} for m, spec in c["methods"].items()}}
-    raise KeyError(f"unknown stage {stage!r}")
+    """The part of `config` that one job of `stage` (identified by `ids`) reads: each stage's `config_slice`,
+    beside the code that reads the config."""
+    import importlib
+
+    if stage not in STAGE_MODULES:
+        raise KeyError(f"unknown stage {stage!r}")
+    return importlib.import_module(STAGE_MODULES[stage]).config_slice(config, **ids)
 
 
 def stage_hash(config: dict, stage: str, **ids) -> str:

@@ -62,6 +62,16 @@ def prepare(config: dict, out_dir: str | Path, parts: list[str] | None = None) -
     return manifest
 
 
+def config_slice(config: dict, part: str | None = None) -> dict:
+    """The config this stage reads for one data file (`part`: train, or bench/<name>): Snakemake's rerun trigger
+    (ilr.config.stage_spec)."""
+    if part == "train":
+        return {"data": config["data"]}
+    if part:
+        return {"benchmark": config["benchmarks"][part[len("bench/"):]]}
+    return {"data": config["data"], "benchmarks": config["benchmarks"]}
+
+
 def add_arguments(parser) -> None:
     parser.add_argument("--config", required=True, help="config YAML")
     parser.add_argument("--out-dir", required=True, help="output directory (R/data)")

@@ -119,6 +119,13 @@ def save_histogram(difficulties: list[float], path: str, title: str) -> None:
     plt.close(fig)
 
 
+def config_slice(config: dict, group: str) -> dict:
+    """The config this stage reads for one group (Snakemake's rerun trigger, ilr.config.stage_spec)."""
+    return {"difficulty": config["difficulty"], "prompts": config["prompts"], "data": config["data"]["train"],
+            "models": {n: config["models"][n]["path"] for n in config["groups"][group]},
+            "generation": config["generation"], "numerics": config["numerics"]}
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True)
     p.add_argument("--group", required=True)

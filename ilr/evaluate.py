@@ -59,6 +59,22 @@ def answer_and_grade(engine, prompt_set, records: list[dict], samples: int, temp
     ]
 
 
+def config_slice(config: dict, benchmark: str | None = None, benchmarks: list[str] | None = None,
+                 method: str | None = None, model: str | None = None, seed=None) -> dict:
+    """The config this stage reads for one evaluation job (Snakemake's rerun trigger, ilr.config.stage_spec):
+    a base model's path too (trained checkpoints are inputs)."""
+    from ilr.config import BASE
+
+    spec = {"evaluation": config["evaluation"], "prompts": config["prompts"], "generation": config["generation"],
+            "numerics": config["numerics"],
+            "benchmarks": {b: config["benchmarks"][b] for b in (benchmarks or [benchmark])}}
+    if method == BASE and model is not None:
+        spec["path"] = config["models"][model]["path"]
+    if seed is not None:
+        spec["seed"] = int(seed)
+    return spec
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True)
     p.add_argument("--model-path", required=True, help="checkpoint directory or hub id")

@@ -27,6 +27,14 @@ def debate(members: dict, prompt_set, records: list[dict], max_new_tokens: int) 
             for n, e in members.items()}
 
 
+def config_slice(config: dict, models: list[str], benchmark: str) -> dict:
+    """The config this stage reads for one pair and benchmark (Snakemake's rerun trigger, ilr.config.stage_spec)."""
+    return {"mode": config["multi_agent"].get("mode", "cooperation"), "evaluation": config["evaluation"],
+            "prompts": config["prompts"], "generation": config["generation"], "numerics": config["numerics"],
+            "benchmark": config["benchmarks"][benchmark],
+            "models": {n: config["models"][n]["path"] for n in models}}
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True)
     p.add_argument("--models", nargs="+", required=True, help="model names of config `models:`")

@@ -60,7 +60,7 @@ def method(**over) -> dict:
     return m
 
 
-ARGS = {"num_generations": 2, "max_new_tokens": 160, "temperature": 1.0}
+ARGS = {"num_generations": 2, "max_new_tokens": 160, "temperature": 1.0, "reward_format": 0.0}
 Q_CALLS = {"id": "q0", "kind": "math", "question": "3+4-2", "answer": "5"}
 Q_OTHER = {"id": "q1", "kind": "math", "question": "3+4", "answer": "7"}
 
@@ -113,7 +113,8 @@ def test_request_trigger_consults_inserts_guidance_and_strips_it():
     assert PROMPTS.agent("knowledge", Q_CALLS, "3+4=7,7-2=5 ", "minus?") in asked
     # the policy's token budget counts its own tokens (calls included), not the agents'
     continuation = policy.calls[1]
-    assert continuation["max_new_tokens"] == ARGS["max_new_tokens"] - len('3+4=7,<consult agent="verify">is 7 right?</consult>')
+    first_call = '3+4=7,<consult agent="verify">is 7 right?</consult>'
+    assert continuation["max_new_tokens"] == ARGS["max_new_tokens"] - len(first_call)
     assert r.policy_tokens() <= ARGS["max_new_tokens"]
 
 
@@ -146,7 +147,8 @@ def test_stuck_trigger_continues_the_first_rollout_after_guidance():
     groups, notes = builder.build([Q_OTHER, q_easy], [4, 5], policy)
     assert notes == [{"stuck": True, "plain_rewards": [0.0, 0.0]}, {"stuck": False, "plain_rewards": [1.0, 1.0]}]
     stuck = groups[0]
-    full = builder.tokenizer("3+4=8 \\boxed{8}", add_special_tokens=False)["input_ids"] + [builder.tokenizer.eos_token_id]
+    tok = builder.tokenizer
+    full = tok("3+4=8 \\boxed{8}", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
     prefix = full[:len(full) // 2]
     assert all(r.chunks[0] == prefix and len(r.consults) == 1 for r in stuck)
     c = stuck[0].consults[0]
@@ -200,7 +202,8 @@ def test_finish_weights_each_post_guidance_token_clips_and_logs(tmp_path):
     def padded(seqs, left=False):
         width = max(map(len, seqs))
         ids = [([pad] * (width - len(x)) + x) if left else (x + [pad] * (width - len(x))) for x in seqs]
-        mask = [([0] * (width - len(x)) + [1] * len(x)) if left else ([1] * len(x) + [0] * (width - len(x))) for x in seqs]
+        mask = [([0] * (width - len(x)) + [1] * len(x)) if left else ([1] * len(x) + [0] * (width - len(x)))
+                for x in seqs]
         return torch.tensor(ids), torch.tensor(mask)
 
     prompt_ids, prompt_mask = padded([r.prompt_ids for r in seam.batch], left=True)
@@ -229,7 +232,8 @@ def test_finish_weights_each_post_guidance_token_clips_and_logs(tmp_path):
         assert 0 < stats["clipped_fraction"] < 1
     assert trainer._metrics["train"]["aipo/consult_rate"] == [0.5]
     assert trainer._metrics["train"]["aipo/consult_rate/verify"] == [0.5]
-    assert trainer._metrics["train"]["aipo/reward_consulted"] == [0.5] and trainer._metrics["train"]["aipo/reward_plain"] == [1.0]
+    metrics = trainer._metrics["train"]
+    assert metrics["aipo/reward_consulted"] == [0.5] and metrics["aipo/reward_plain"] == [1.0]
 
     seam.method = {**m, "context": "keep"}            # keep: w = 1, the advantages as TRL computed them
     out = seam.finish(StubTrainer(tok), {**out, "advantages": A.clone()})
@@ -251,7 +255,8 @@ def test_find_call_takes_the_first_call_to_an_allowed_agent():
 def test_config_keys_defaults_and_checks(tiny_config):
     c = cfg.validate(copy.deepcopy(tiny_config))
     m = c["methods"]["aipo"]
-    assert (m["trigger"], m["context"], m["is_clip"], m["max_consults"], m["cut"]) == ("stuck", "strip", [0.2, 1.0], 2, 0.5)
+    assert (m["trigger"], m["context"], m["is_clip"], m["max_consults"], m["cut"]) == \
+        ("stuck", "strip", [0.2, 1.0], 2, 0.5)
     assert c["methods"]["aipo_keep"]["context"] == "keep"
     assert cfg.stage_spec(c, "train", method="aipo", group="tiny-llama", seed=0)["helper_path"] == \
         c["models"]["tiny-qwen-l"]["path"]
@@ -288,7 +293,8 @@ def test_train_job_takes_the_built_helper_as_input(tmp_path):
     r = subprocess.run([snakemake, target, "-n", "--cores", "1", "--configfile", str(tmp_path / "c.yaml")], cwd=REPO,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert re.search(r"rule train_single:.*?input:[^\n]*models/tiny-qwen-l", r.stdout + r.stderr, re.S), r.stdout[-3000:]
+    out = r.stdout + r.stderr
+    assert re.search(r"rule train_single:.*?input:[^\n]*models/tiny-qwen-l", out, re.S), out[-3000:]
 
 
 # ------------------------------------------------------------------------------------------ real tiny runs
@@ -297,11 +303,11 @@ STEPS, QPS, G = 2, 4, 4
 
 
 def hard_questions(n: int) -> list[dict]:
-    """Questions the warm tiny models mostly fail (the `stuck` trigger needs some), with a few they solve."""
+    """Questions far beyond the warm tiny models' warm-up (5-6 steps; it saw at most 3): nearly every one is
+    stuck, so each agent is consulted (the stuck decision on mixed questions: the scripted tests above)."""
     from ilr.tiny.task import generate
 
-    return (generate("tiny_arith", n // 2, 21, min_steps=4, max_steps=5, max_operand=9)
-            + generate("tiny_arith", n - n // 2, 22, min_steps=1, max_steps=1, max_operand=3))
+    return generate("tiny_arith", n, 21, min_steps=5, max_steps=6, max_operand=9)
 
 
 def run_in_process(root: Path, tiny_config: dict, warm_models: dict, context: str, records: list[dict]):
@@ -427,7 +433,8 @@ def test_agent_tokens_never_enter_the_loss(runs):
                 k = r["consults"][0]
                 masked = [t for t, m in zip(row["ids"], row["mask"]) if not m]
                 assert tok.decode(masked) == PROMPTS.guidance(k["guidance"])
-                assert full == r["completion"][:k["at_token"]] + PROMPTS.guidance(k["guidance"]) + r["completion"][k["at_token"]:]
+                at = k["at_token"]
+                assert full == r["completion"][:at] + PROMPTS.guidance(k["guidance"]) + r["completion"][at:]
                 guided += 1
         assert ctx == "strip" or guided, "no consultation in the keep run: the test proves nothing"
 
@@ -482,9 +489,11 @@ def test_weights_recomputed_from_the_log_are_what_trained_and_stay_clipped(runs,
         if adv is not None and adv.abs().max() > 0:
             assert torch.allclose(adv / w, (adv / w)[0].expand_as(adv), atol=1e-5)
         if row["step"] == 1:
-            raw, expected = recomputed_weights(base, PROMPTS.solve(record), row["ids"], r["consults"][0], tok, (lo, hi))
+            raw, expected = recomputed_weights(base, PROMPTS.solve(record), row["ids"], r["consults"][0], tok,
+                                               (lo, hi))
             assert torch.allclose(post, expected, atol=1e-4), (post, expected)
-            assert stats["clipped_fraction"] == pytest.approx(((raw < lo) | (raw > hi)).float().mean().item(), abs=1e-6)
+            outside = ((raw < lo) | (raw > hi)).float().mean().item()
+            assert stats["clipped_fraction"] == pytest.approx(outside, abs=1e-6)
             checked += 1
             clipped += stats["clipped_fraction"] > 0
     assert checked >= 4 and clipped, "too few guided rollouts at step 1 to check the weights"
@@ -502,10 +511,8 @@ def test_strip_and_keep_differ(runs):
     assert all(b["advantages"].dim() == 1 for b in keep_seen) and all(b["advantages"].dim() == 2 for b in strip_seen)
     width = lambda seen: sum(int(b["completion_mask"].sum()) for b in seen if b["step"] == 1)   # noqa: E731
     assert width(keep_seen) > width(strip_seen)                 # ... guidance in context only with keep
-    from safetensors.torch import load_file
-
-    a, b = load_file(str(strip_run / "final/model.safetensors")), load_file(str(keep_run / "final/model.safetensors"))
-    assert any(not torch.equal(a[k], b[k]) for k in a)          # and they train different models
+    # (whether the final weights then differ depends on a guided group's rewards varying, i.e. on the tiny
+    # models' luck: the loss inputs above are what `context` decides, and they differ by construction)
 
 
 # ------------------------------------------------------------------------------------------ N processes
@@ -519,7 +526,7 @@ def study(root: Path, tiny_config: dict, warm_models: dict, gpus: int, accelerat
     c["results"] = str(root / "results")
     c["models"] = {n: {"path": str(p), "size": "small"} for n, p in warm_models.items()}
     c["groups"] = {"group1": list(warm_models)}
-    c["data"]["train"].update(n=48, n_val=8, params={"min_steps": 1, "max_steps": 3, "max_operand": 5})
+    c["data"]["train"].update(n=48, n_val=8, params={"min_steps": 3, "max_steps": 5, "max_operand": 9})
     c["benchmarks"] = {"arith": {"source": "tiny_arith", "n": 8, "seed": 101}}
     c["training"].update(steps=STEPS, questions_per_step=QPS, num_generations=2, max_new_tokens=24, save_steps=1,
                          accelerate_config=accelerate)
@@ -555,12 +562,66 @@ def test_two_processes_train_what_one_does(tmp_path, tiny_config, warm_models, o
     questions = lambda r: [(line["step"], line["question_id"]) for line in logged(r)]   # noqa: E731
     assert questions(run) == questions(one_process) and len(questions(run)) == STEPS * QPS
     assert any(r["consults"] for line in logged(run) for r in line["rollouts"]), "no consultation: proves nothing"
-    stuck: dict[int, list[bool]] = {}
-    for line in logged(run):
-        stuck.setdefault(line["step"], []).append(line["stuck"])
-    # a step where one process consulted more often than the other: its generate() calls were padded to match
-    assert any(sum(s[:QPS // 2]) != sum(s[QPS // 2:]) for s in stuck.values()), stuck
     assert any(p.name.startswith("rng_state_1") or "rank_1" in p.name or "_1." in p.name
                for p in (run / "checkpoints" / f"checkpoint-{STEPS}").rglob("*")), "the second process left no state"
-    assert [m["step"] for m in read_jsonl(run / "metrics.jsonl") if "aipo/consult_rate" in m] == list(range(1, STEPS + 1))
+    metrics = [m for m in read_jsonl(run / "metrics.jsonl") if "aipo/consult_rate" in m]
+    assert [m["step"] for m in metrics] == list(range(1, STEPS + 1))
     assert (run / "final" / "model.safetensors").is_file()
+
+
+def _two_process_worker(rank: int, port: int, trigger: str, out: str) -> None:
+    """One of two gloo processes building rollouts: only process 0's policy consults (see the test below)."""
+    import json
+    import os
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=2)
+    from ilr.train import dist
+
+    class Collective(Scripted):
+        """generate() under ZeRO-3 syncs every process at every call: so does this engine (a gather)."""
+
+        def sample(self, prompts, **kw):
+            self.sizes = getattr(self, "sizes", []) + [dist.gather(len(prompts))]
+            return super().sample(prompts, **kw)
+
+    tok = build_tokenizer()
+    if trigger == "request":
+        script = policy_script if rank == 0 else (lambda text: "3+4=7 \\boxed{7}")
+        records = [Q_CALLS] if rank == 0 else [Q_OTHER]
+    else:   # process 0's question is never solved (stuck), process 1's always is
+        script = lambda text: "3+4=7 \\boxed{7}"   # noqa: E731
+        records = [Q_CALLS] if rank == 0 else [Q_OTHER]
+    policy, helper = Collective(tok, script), Collective(tok, helper_script)
+    builder = RolloutBuilder(method(trigger=trigger), ARGS, PROMPTS, tok, Agents(helper, PROMPTS, 0.0, 40))
+    groups, _ = builder.build(records, [rank], policy)
+    consults = sum(len(r.consults) for g in groups for r in g)
+    Path(out, f"{rank}.json").write_text(json.dumps({"policy": policy.sizes, "helper": helper.sizes,
+                                                     "consults": consults}))
+    torch.distributed.destroy_process_group()
+
+
+@pytest.mark.parametrize("trigger", ["request", "stuck"])
+def test_processes_that_consult_unequally_call_the_engines_alike(tmp_path, trigger):
+    """Process 0 consults, process 1 does not: both still call the policy's and the helper's engines the same
+    number of times with as many prompts (padding), or a generate() under ZeRO-3 would wait forever."""
+    import json
+
+    import torch.multiprocessing as mp
+
+    from ilr.train.dist import free_port
+
+    ctx = mp.start_processes(_two_process_worker, args=(free_port(), trigger, str(tmp_path)), nprocs=2, join=False,
+                             start_method="spawn")
+    for _ in range(120):
+        if ctx.join(timeout=1):
+            break
+    else:
+        for p in ctx.processes:
+            p.kill()
+        pytest.fail("the two processes deadlocked")
+    a, b = (json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1))
+    assert a["consults"] > 0 and b["consults"] == 0
+    for engine in ("policy", "helper"):
+        assert a[engine] == b[engine] and a[engine], engine
+        assert all(n == m for n, m in a[engine]), a[engine]        # every call: as many prompts on both

@@ -90,14 +90,17 @@ def test_tables_from_fake_evals(tmp_path, tiny_config):
         assert f"## {model}" in md
     assert "| ILR-group1 |" in md and "| GRPO |" in md and "| PPO |" in md and "| Base |" in md
     rows = list(csv.DictReader(open(tmp_path / "tables" / "main.csv")))
-    # tiny-llama: Base, GRPO, PPO, ILR-group1, ILR-group2
-    assert [r["row"] for r in rows if r["model"] == "tiny-llama"] == ["Base", "GRPO", "PPO", "ILR-group1", "ILR-group2"]
+    # tiny-llama: Base, GRPO, PPO, AIPO, ILR-group1, ILR-group2
+    assert [r["row"] for r in rows if r["model"] == "tiny-llama"] == ["Base", "GRPO", "PPO", "AIPO", "ILR-group1",
+                                                                      "ILR-group2"]
+    # AIPO is compared with its model's GRPO row, ILR with the best of GRPO and PPO
+    assert all(x["vs_baseline"] == "GRPO" and 0 <= float(x["p_value"]) <= 1 for x in rows if x["row"] == "AIPO")
     r = rows[0]
     assert float(r["arith_ci_low"]) <= float(r["arith"]) <= float(r["arith_ci_high"])
     # ILR rows carry the paired test against the best baseline; baselines do not
     ilr_rows = [x for x in rows if x["row"].startswith("ILR-")]
     assert ilr_rows and all(x["vs_baseline"] in ("GRPO", "PPO") and 0 <= float(x["p_value"]) <= 1 for x in ilr_rows)
-    assert all(x["p_value"] == "" for x in rows if not x["row"].startswith("ILR-"))
+    assert all(x["p_value"] == "" for x in rows if x["row"] in ("Base", "GRPO", "PPO"))
     assert "vs GRPO (p" in md or "vs PPO (p" in md
     assert float(r["Avg_ci_low"]) <= float(r["Avg"]) <= float(r["Avg_ci_high"])
     coop = list(csv.DictReader(open(tmp_path / "tables" / "coop_ratio.csv")))
@@ -155,7 +158,7 @@ def test_registry_drives_targets_checks_and_cells(tiny_config):
     cfg.check(c)
     assert registry.names(c) == ["main", "paper_vs_reproduced"]
     assert registry.outputs(c, "t", "f")[-1] == "t/paper_vs_reproduced.tex"
-    assert {m for m, *_ in cfg.eval_cells(c)} == {"base", "grpo", "ppo", "ilr"}
+    assert {m for m, *_ in cfg.eval_cells(c)} == {"base", "grpo", "ppo", "aipo", "ilr"}
 
 
 # ------------------------------------------------------------------------ statistics against scipy

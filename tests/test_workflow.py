@@ -48,12 +48,12 @@ def test_paper_dryrun_with_slurm_profile(tmp_path):
     stats = job_stats(out)
     cells = cfg.eval_cells(config)
     n_eval = sum(len(b) for b in cells.values())
-    assert stats["evaluate"] == n_eval == 243  # granularity: cell
+    assert stats["evaluate"] == n_eval == 243 + 2 * 27  # granularity: cell; aipo, aipo_keep: 27 cells each
     assert stats["prepare_train"] == 1 and stats["prepare_benchmark"] == len(config["benchmarks"])
     assert stats["tables"] == 1 and stats["all"] == 1
     assert stats["ability"] == 3 and stats["difficulty"] == 3
     assert "build_model" not in stats  # hub ids are not built
-    assert stats["train_single"] == 6  # grpo, ppo x 3 models
+    assert stats["train_single"] == 12  # grpo, ppo, aipo, aipo_keep x 3 models
     assert sum(v for k, v in stats.items() if k.startswith("train_group_")) == 13
     # every model, group, method run and benchmark of the study has its jobs
     for (method, group, model, seed), benches in cells.items():
@@ -65,11 +65,13 @@ def test_paper_dryrun_with_slurm_profile(tmp_path):
     for group in config["groups"]:
         assert f"{results}/difficulty/{group}.jsonl" in out
         assert f"{results}/runs/ilr/{group}/seed0/" in out
-    for run in cfg.run_names(config):
+    trained = {run for run, _, _ in cfg.train_jobs(config)}
+    assert trained == set(cfg.run_names(config))   # every method of the paper config is a row of a table
+    for run in trained:
         assert f"{results}/runs/{run}/" in out, run
     for b in config["benchmarks"]:
         assert f"{results}/data/bench/{b}.jsonl" in out
-    assert "gpu=4" in out or "gpu=6" in out  # 14B asks more than 7B (resources from the config)
+    assert "gpu=8" in out and "gpu=4" in out  # 14B asks more than 7B (resources from the config)
     # the paper config alone, not merged with the tiny default; every job reads one effective config, which
     # a dry-run does not write (nothing under results/)
     assert "tiny-" not in out

@@ -1,12 +1,12 @@
-"""Table `main` (paper Table 1): a block per model, rows Base, GRPO, PPO and ILR-<group> for every group
-holding the model; a column per `tables.main.benchmarks` entry and Avg (ilr/report/solo.py).
+"""Table `main` (paper Table 1): a block per model, rows Base, GRPO, PPO, AIPO and ILR-<group> for every
+group holding the model; a column per `tables.main.benchmarks` entry and Avg (ilr/report/solo.py).
 
-Config `tables.main`: `benchmarks`, `average`; `methods` (the single-agent rows, default every grpo/ppo
-method), `ilr_method` (the ILR-<group> rows, default `ilr`), `vs_base` (a column).
+Config `tables.main`: `benchmarks`, `average`; `methods` (the single-agent rows, default every
+grpo/ppo/aipo method), `ilr_method` (the ILR-<group> rows, default `ilr`), `vs_base` (a column).
 
 Paired tests (ilr/report/stats.py):
 - each ILR row against the best baseline of its model (the GRPO/PPO row with the highest Avg; Base if
-  there is none): Δ Avg and a two-sided p;
+  there is none): Δ Avg and a two-sided p; each AIPO row against its model's GRPO row;
 - with `vs_base: <column>`, every trained row against its model's Base row on that column (the
   in-distribution benchmark).
 One seed: over questions (stats.paired_test: the 95% percentile-bootstrap CI of the paired difference,
@@ -48,7 +48,8 @@ def check(config: dict, fail) -> None:
         fail("tables.main.vs_base", f"{main['vs_base']!r} is not a column of tables.main.benchmarks {cols}")
     for i, mname in enumerate(main.get("methods", [])):
         if mname not in methods or methods[mname]["trainer"] not in cfg.SINGLE_TRAINERS:
-            fail(f"tables.main.methods[{i}]", f"{mname!r} is not a single-agent (grpo/ppo) method of `methods:`")
+            fail(f"tables.main.methods[{i}]", f"{mname!r} is not a single-agent ({'/'.join(cfg.SINGLE_TRAINERS)}) "
+                 "method of `methods:`")
     ilr_m = main.get("ilr_method", ILR_METHOD)
     if "ilr_method" in main or ilr_m in methods:
         solo.check_group_method(config, "tables.main.ilr_method", ilr_m, fail)
@@ -102,18 +103,26 @@ def compare(row: dict, base: dict, resamples: int, cols: list[str] | None = None
             "test": f"paired over questions, seed {sa}: bootstrap CI, permutation p"}
 
 
+BASELINES = ("grpo", "ppo")   # the paper's baselines: the trainers ILR is compared with
+
+
 def add_paired_tests(config: dict, rows: list[dict], resamples: int) -> None:
-    """Each ILR row gets `test`: Δ Avg against its model's best baseline and p."""
-    singles = set(single_methods(config))
+    """Each ILR row gets `test`: Δ Avg against its model's best baseline (the paper's: GRPO or PPO) and p;
+    each AIPO row (METHOD.md "AIPO": an RLVR method with help) against its model's GRPO row."""
+    trainer = {m: config["methods"][m]["trainer"] for m in single_methods(config)}
     for model in dict.fromkeys(r["model"] for r in rows):
         rs = [r for r in rows if r["model"] == model]
-        baselines = [r for r in rs if r["method"] in singles] or [r for r in rs if r["method"] == cfg.BASE]
+        baselines = [r for r in rs if trainer.get(r["method"]) in BASELINES] or \
+            [r for r in rs if r["method"] == cfg.BASE]
+        grpo = next((r for r in rs if trainer.get(r["method"]) == "grpo"), None)
         if not baselines:
             continue
         best = max(baselines, key=lambda r: r["cells"]["Avg"]["acc"])
         for r in rs:
             if r["label"].startswith("ILR-"):
                 r["test"] = {"vs": best["label"], **compare(r, best, resamples)}
+            elif trainer.get(r["method"]) == "aipo" and grpo is not None:
+                r["test"] = {"vs": grpo["label"], **compare(r, grpo, resamples)}
 
 
 def add_base_tests(rows: list[dict], column: str, resamples: int) -> None:
@@ -141,8 +150,8 @@ def caption(config: dict, rows: list[dict]) -> str:
     spec, ev = config["tables"]["main"], config["evaluation"]
     text = solo.caption(config, "main", TITLE)
     text += (" Last column: ILR's Avg minus that of the model's best baseline (the GRPO/PPO row with the highest "
-             "Avg) and a two-sided paired test's p-value (one seed: with the 95% percentile CI of the paired "
-             "difference): "
+             "Avg), and an AIPO row's Avg minus GRPO's, with a two-sided paired test's p-value (one seed: with the "
+             "95% percentile CI of the paired difference): "
              + ("a paired t-test over seeds (per-seed Avg)." if len(config["seeds"]) > 1 else
                 f"over questions, the CI a paired bootstrap (same questions resampled for both rows) and p a "
                 f"permutation test (the two rows' answers to each question swapped at random), "

@@ -21,6 +21,7 @@ import numpy as np
 
 from ilr import config as cfg
 from ilr.io import DataError, read_json
+from ilr.layout import Layout
 from ilr.report import stats
 from ilr.report.render import Blocks, fmt_cell
 
@@ -36,7 +37,7 @@ class EvalStore:
         self.cache: dict[Path, dict] = {}
 
     def path(self, method: str, group: str, model: str, seed: int, bench: str) -> Path:
-        return self.eval_dir / method / group / model / f"seed{seed}" / f"{bench}.json"
+        return Path(Layout(str(self.eval_dir.parent)).eval_file(method, group, model, seed, bench))
 
     def get(self, method: str, group: str, model: str, seed: int, bench: str) -> dict:
         path = self.path(method, group, model, seed, bench)

@@ -24,6 +24,16 @@ from ilr.report.paper_vs_reproduced import PAPER_NUMBERS
 from ilr.report.solo import EvalStore
 
 
+def config_slice(config: dict) -> dict:
+    """The config this stage reads (Snakemake's rerun trigger, ilr.config.stage_spec)."""
+    from ilr.config import METHOD_KEYS
+
+    return {"tables": config["tables"], "seeds": config["seeds"], "evaluation": config["evaluation"],
+            "groups": config["groups"], "models": {n: m["path"] for n, m in config["models"].items()},
+            "multi_agent": config.get("multi_agent"), "prompts": config["prompts"],
+            "methods": {m: {k: v for k, v in spec.items() if k in METHOD_KEYS} for m, spec in config["methods"].items()}}
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True)
     p.add_argument("--eval-dir", required=True)

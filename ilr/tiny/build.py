@@ -52,16 +52,30 @@ FORMATS = {  # format -> share of warm-up batches (interaction batches are half 
     "fusion_cooperation": 0.09, "fusion_competition": 0.09, "debate_revise": 0.03,
     "guided_solve": 0.03,   # AIPO: a partial solution, an agent's <guidance>, the rest (guided_example)
 }
-IDEA3_KINDS = {"math": 0.7, "code": 0.15, "choice": 0.15}   # question kinds seen in interaction formats
+# question kinds in the interaction formats, and how often a question has two peers rather than one: the tiny
+# study interacts on tiny_arith (its training data and the multi-agent benchmark) in pairs; a batch is as wide
+# as its longest row, and one code, choice or two-peer row in eight made most interaction batches half again
+# as costly
+IDEA3_KINDS = {"math": 1.0, "code": 0.0, "choice": 0.0}
+TWO_PEERS = 0.0
 # the formats that show a model its own answer ("Me:"): drawn only once the model has answers of its own
 INTERACTION = ("analysis_cooperation", "analysis_competition", "fusion_cooperation", "fusion_competition",
                "debate_revise")
-OWN_REFRESH = (0.3, 0.55, 0.8)   # fractions of the warm-up at which the model's own answers are (re)drawn
+SOLO_SHARE = 0.5                 # the first half of the warm-up is solo only (its own lr cycle): skills first
+EARLY_INTERACTION = 0.0          # the first phase's share of Idea3 formats (synthetic own answers), relative to FORMATS
+RESTART_LR = 0.5                 # the interaction half restarts the lr cycle at this fraction of lr
+OWN_REFRESH = (0.0, 0.5)         # fractions of the interaction half at which the model's own answers are (re)drawn
 OWN_POOL = 384                   # questions it answers each time
 PEER_P_WRONG = 0.5               # a synthetic peer is wrong this often, on every kind of question
 OWN_MAX_NEW_TOKENS = 64          # the evaluation's budget (config evaluation.max_new_tokens)
 KIND_SOURCE = {"math": "tiny_arith", "code": "tiny_code", "choice": "tiny_choice"}
 STEP = re.compile(r"(-?\d+)([-+*])(\d+)=(-?\d+)")
+
+
+def config_slice(config: dict, model: str) -> dict:
+    """The config this stage reads for one model (Snakemake's rerun trigger, ilr.config.stage_spec)."""
+    m = config["models"][model]
+    return {"path": m["path"], "build": m.get("build"), "numerics": config["numerics"]}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -93,12 +107,23 @@ def _apply(a: int, op: str, b: int) -> int:
 
 
 def _corrupt_steps(solution: str, rng: random.Random) -> tuple[list[tuple], int]:
-    """The steps with one result off by 1..3 and the chain carried on: (steps, final value)."""
+    """The steps with one result wrong and the chain carried on: (steps, final value). The wrong result is
+    a slip (off by 1..3; half the time), the step done with another operator (a peer that lacks this skill
+    answers so: 7-8=56), or any number. The final value is then wrong too: every operand is >= 1, so a
+    changed running value changes every later one."""
     steps = [(int(a), op, int(b), int(c)) for a, op, b, c in STEP.findall(solution)]
     k = rng.randrange(len(steps))
     out = steps[:k]
     a, op, b, c = steps[k]
-    c = c + rng.choice([-3, -2, -1, 1, 2, 3])
+    u, right = rng.random(), c
+    if u < 0.5:
+        c = c + rng.choice([-3, -2, -1, 1, 2, 3])
+    elif u < 0.75:
+        c = _apply(a, rng.choice([o for o in "+-*" if o != op]), b)
+    else:
+        c = rng.randint(-20, 99)
+    if c == right:
+        c += rng.choice([-1, 1])
     out.append((a, op, b, c))
     for a, op, b, _ in steps[k + 1:]:
         a = c
@@ -166,25 +191,26 @@ def analysis_target(mode: str, record: dict, own: str, peers: list[str], recompu
     return f"{work} wrong: {','.join(picked) or 'none'}"
 
 
-def verified(record: dict, text: str) -> bool:
-    """A candidate the warm-up may copy: it states the right final answer and every step of its work is true."""
-    steps = STEP.findall(text)
-    return (answer_of(record, text) == gold_of(record) and bool(steps)
-            and all(_apply(int(a), op, int(b)) == int(c) for a, op, b, c in steps))
+def fusion_target(record: dict) -> str:
+    """Idea Fusion's (and Debate's revision's) target: the final answer alone, "\\boxed{24}" (a code
+    question: its worked solution, the program being the answer). The worked steps are in the ideas the
+    model reads; what Fusion adds is the decision whose answer to give, and a tiny model learns to copy a
+    short answer from the idea it trusts in a few hundred batches, where copying a whole worked solution
+    took it thousands (so it recomputed instead, and lost what it read)."""
+    if record["kind"] == "code":
+        return record["metadata"]["solution"]
+    return f"\\boxed{{{gold_of(record)}}}"
 
 
-def fusion_target(record: dict, own: str, peers: list[str]) -> str:
-    """Idea Fusion's (and Debate's revision's) target: the first verified candidate, the model's own answer
-    first, copied as written; the worked solution only when no candidate is right."""
-    for text in [own] + list(peers):
-        if verified(record, text):
-            return text
-    return record["metadata"]["solution"]
+def resolvable(record: dict, own: str, peers: list[str]) -> bool:
+    """Some idea on the table (the model's own or a peer's) states the right answer."""
+    gold = gold_of(record)
+    return any(answer_of(record, t) == gold for t in [own] + list(peers))
 
 
 def agreement_target(mode: str, record: dict, own: str, peers: list[str]) -> str:
-    """Idea Analysis in the tiny world: whose final answer agrees with mine ("agree: P1", cooperation) or
-    differs from it ("differ: P1", competition), "none" when nobody. It says nothing about who is right:
+    """Idea Analysis in the tiny world: whose final answer agrees with mine (cooperation, "Agree?": "P1") or
+    differs from it (competition, "Error?": "P1"), "none" when nobody. It says nothing about who is right:
     that needs the skill the model may lack, and an analysis that recomputes the question is only the
     model's own answer again (its note then talks Fusion into its own mistake). Fusion, which has learnt
     where the model's own answers can be trusted, decides."""
@@ -192,8 +218,8 @@ def agreement_target(mode: str, record: dict, own: str, peers: list[str]) -> str
     same = [mine is not None and answer_of(record, t) == mine for t in peers]
     names = [f"P{k}" for k in range(1, len(peers) + 1)]
     if mode == "cooperation":
-        return "agree: " + (",".join(n for n, s in zip(names, same) if s) or "none")
-    return "differ: " + (",".join(n for n, s in zip(names, same) if not s) or "none")
+        return ",".join(n for n, s in zip(names, same) if s) or "none"
+    return ",".join(n for n, s in zip(names, same) if not s) or "none"
 
 
 def own_answers(model, tokenizer, prompts, records: list[dict]) -> list[str]:
@@ -241,21 +267,24 @@ def example(fmt: str, prompts, pools: dict, rng: random.Random, own: list[tuple[
     if fmt.startswith("solve_"):
         rec = rng.choice(pools[fmt.removeprefix("solve_")])
         return prompts.solve(rec), rec["metadata"]["solution"]
-    if own:
-        rec, mine = rng.choice(own)
-    else:
-        kind = rng.choices(list(IDEA3_KINDS), weights=list(IDEA3_KINDS.values()))[0]
-        rec = rng.choice(pools[kind])
-        mine = noisy(rec, rng)
-    n_peers = 1 if rng.random() < 0.8 else 2
-    peers = [noisy(rec, rng, p_wrong) for _ in range(n_peers)]
+    for _ in range(100):   # Fusion and Debate: only questions with a right idea to read (resolvable)
+        if own:
+            rec, mine = rng.choice(own)
+        else:
+            kind = rng.choices(list(IDEA3_KINDS), weights=list(IDEA3_KINDS.values()))[0]
+            rec = rng.choice(pools[kind])
+            mine = noisy(rec, rng)
+        n_peers = 2 if rng.random() < TWO_PEERS else 1
+        peers = [noisy(rec, rng, p_wrong) for _ in range(n_peers)]
+        if fmt.startswith("analysis_") or resolvable(rec, mine, peers):
+            break
     if fmt == "debate_revise":
-        return prompts.debate_revise(rec, mine, peers), fusion_target(rec, mine, peers)
+        return prompts.debate_revise(rec, mine, peers), fusion_target(rec)
     stage, mode = fmt.split("_")
     note = agreement_target(mode, rec, mine, peers)
     if stage == "analysis":
         return prompts.analysis(mode, rec, mine, peers), note
-    return prompts.fusion(mode, rec, mine, peers, note), fusion_target(rec, mine, peers)
+    return prompts.fusion(mode, rec, mine, peers, note), fusion_target(rec)
 
 
 # ----------------------------------------------------------------------------- model
@@ -324,13 +353,21 @@ def warm_up(model, tokenizer, prompts, build: dict, train_params: dict, log=None
     unknown = set(formats) - set(FORMATS)
     if unknown:
         raise ValueError(f"build.formats: unknown formats {sorted(unknown)}; known: {sorted(FORMATS)}")
-    refresh = sorted({min(steps - 1, max(1, int(f * steps))) for f in build.get("own_refresh", OWN_REFRESH)})
+    solo_steps = int(steps * float(build.get("solo_share", SOLO_SHARE)))
+    restart = float(build.get("restart_lr", RESTART_LR))
+    refresh = sorted({min(steps - 1, solo_steps + int(f * (steps - solo_steps)))
+                      for f in build.get("own_refresh", OWN_REFRESH)})
     n_own, p_wrong = int(build.get("own_pool", OWN_POOL)), float(build.get("peer_p_wrong", PEER_P_WRONG))
+    interaction_batch = int(build.get("interaction_batch_size", max(2, batch_size // 2)))
+    early = float(build.get("early_interaction", EARLY_INTERACTION))
     rng = random.Random(data_seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.98))
-    warm = max(1, steps // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps)))))
+    def lr_factor(s: int) -> float:   # a warm-up and cosine cycle per phase (the tiny models learn as the lr anneals)
+        start, length, peak = (0, solo_steps, 1.0) if s < solo_steps else (solo_steps, steps - solo_steps, restart)
+        k, warm = s - start, max(1, length // 20)
+        return peak * min(1.0, (k + 1) / warm) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, k / max(1, length)))))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
     model.train()
     losses = []
     own = None      # (question, the model's own answer): none until the first refresh
@@ -339,11 +376,16 @@ def warm_up(model, tokenizer, prompts, build: dict, train_params: dict, log=None
             own = draw_own(model, tokenizer, prompts, pools, rng, n_own)
             model.train()
             if log:
-                right = sum(verified(r, t) for r, t in own) / len(own)
+                right = sum(answer_of(r, t) == gold_of(r) for r, t in own) / len(own)
                 log(f"step {step}: own answers redrawn ({len(own)} questions, {right:.2f} right)")
-        names = [f for f in formats if own is not None or f not in INTERACTION]
-        fmt = rng.choices(names, weights=[formats[f] for f in names])[0]
-        bs = batch_size if fmt.startswith("solve_") else max(2, batch_size // 2)
+        if step >= solo_steps:
+            weights = formats
+        else:   # the first phase: solo answers, and (early_interaction) Idea3 formats over synthetic own answers
+            weights = {f: w * (early if f in INTERACTION else 1.0) for f, w in formats.items()
+                       if f.startswith("solve_") or (early and f in INTERACTION)}
+        names = list(weights)
+        fmt = rng.choices(names, weights=list(weights.values()))[0]
+        bs = batch_size if fmt.startswith("solve_") else interaction_batch
         pairs = [example(fmt, prompts, pools, rng, own=own, skills=skills, p_wrong=p_wrong) for _ in range(bs)]
         ids, mask, labels = batch_tensors(pairs, tokenizer)
         loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss

@@ -23,6 +23,27 @@ TRAINERS = {
 }
 
 
+def config_slice(config: dict, method: str, group: str, seed=None) -> dict:
+    """The config one training job reads (Snakemake's rerun trigger, ilr.config.stage_spec): the method's
+    training args (the `training:` defaults + its keys, p a scalar), the trained models' paths (and AIPO's
+    helper's), the interaction settings and members of a group run."""
+    from ilr import config as cfg
+
+    spec = {"training": cfg.training_args(config, method), "prompts": config["prompts"],
+            "data": config["data"]["train"],
+            "models": {n: config["models"][n]["path"] for n in cfg.trained_names(config, method, group)},
+            "generation": config["generation"], "numerics": config["numerics"]}
+    if seed is not None:
+        spec["seed"] = int(seed)
+    if cfg.is_group_run(config, method):
+        spec["interaction"] = config["interaction"]
+        spec["members"] = list(config["groups"][group])
+    helper = cfg.method_config(config, method).get("helper")
+    if helper is not None:   # AIPO's helper model, loaded for inference
+        spec["helper_path"] = config["models"][helper]["path"]
+    return spec
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True)
     p.add_argument("--method", required=True, help="a method of config `methods:` (ratio runs: ilr_ratio_p0.2)")

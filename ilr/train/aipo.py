@@ -37,7 +37,8 @@ guidance, at_token}], reward, is_weight: {mean, min, max, clipped_fraction}}]; `
 policy's tokens of `completion` before the consultation; `is_weight` is over the post-guidance tokens, null
 when there are none or with `keep`; trigger `stuck` adds `stuck` and the G `plain_rewards` that decided it),
 and TRL's log history in `<model>/metrics.jsonl` with `aipo/*` metrics per step: the consultation rate per
-agent, the reward with and without a consultation, the mean weight and the fraction of clipped weights.
+agent, the reward with and without a consultation, the mean weight and the fraction of clipped weights, and
+the tokens the policy and the agents generated.
 
 N processes (ilr/train/dist.py): each process rolls out its slice of the step's questions. Everything that
 may be a collective (a generate() under DeepSpeed ZeRO-3 syncs the processes at every token, gathering the
@@ -153,6 +154,11 @@ def find_call(tokenizer, ids: list[int], agents) -> tuple[int, int, str, str] | 
     return lo, end, match.group(1), match.group(2).strip()
 
 
+def generated(outs: list[list]) -> int:
+    """The tokens an engine generated for these samples."""
+    return sum(len(s.completion_ids) for o in outs for s in o)
+
+
 def synced_sample(engine, prompts: list[list[int]], filler: list[int], **kwargs) -> list:
     """engine.sample(prompts) on every process of the job with as many prompts as the busiest process, so that
     its collectives (ZeRO-3's gathered weights and synced generate(), vLLM's weight sync) match; a process
@@ -173,6 +179,7 @@ class Agents:
     def __init__(self, engine, prompts, temperature: float, max_new_tokens: int):
         self.engine, self.prompts = engine, prompts
         self.temperature, self.max_new_tokens = temperature, max_new_tokens
+        self.generated = 0      # tokens the agents generated (this process, since the last reset)
 
     def ask(self, questions: list[tuple[str, dict, str, str | None]], filler_record: dict) -> list[str]:
         """The replies to (agent, record, partial solution, request) questions, in order."""
@@ -183,6 +190,7 @@ class Agents:
         filler = encode_prompt(tok, self.prompts.agent(AGENTS[0], filler_record, "", None))
         outs = synced_sample(self.engine, ids, filler, n=1, temperature=self.temperature,
                              max_new_tokens=self.max_new_tokens)
+        self.generated += generated(outs)
         return [o[0].text.strip() for o in outs]
 
 
@@ -196,7 +204,8 @@ def load_helper(config: dict, method: dict):
 
     path = config["models"][method["helper"]]["path"]
     if torch.cuda.is_available():
-        model, tok = load_model(path, dtype=torch.bfloat16, on=torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))))
+        gpu = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))   # this process's GPU
+        model, tok = load_model(path, dtype=torch.bfloat16, on=gpu)
     else:
         model, tok = load_model(path, on="cpu")
     model.eval()
@@ -212,7 +221,9 @@ class RolloutBuilder:
     def __init__(self, method: dict, args: dict, prompts, tokenizer, agents: Agents):
         self.method, self.prompts, self.tokenizer, self.agents = method, prompts, tokenizer, agents
         self.G, self.C, self.T = args["num_generations"], args["max_new_tokens"], args["temperature"]
+        self.format_weight = args["reward_format"]   # the study's reward (ilr.train.common.rule_reward)
         self.allowed = tuple(method["agents"])
+        self.generated = 0      # tokens the policy generated (this process, since the last reset), discarded ones too
 
     def prompt_text(self, record: dict) -> str:
         if self.method["trigger"] == "request":
@@ -227,7 +238,8 @@ class RolloutBuilder:
 
     def score(self, record: dict, r: Rollout) -> float:
         """Correctness of the policy's own text, minus the consultations' cost."""
-        return rule_reward(record, self.text(r.stripped())) - self.method["consult_cost"] * len(r.consults)
+        return (rule_reward(record, self.text(r.stripped()), self.format_weight)
+                - self.method["consult_cost"] * len(r.consults))
 
     def build(self, records: list[dict], positions: list[int], policy) -> tuple[list[list[Rollout]], list[dict]]:
         """Rollouts per question, and per question what decided its consultations (`stuck` and the plain
@@ -236,6 +248,7 @@ class RolloutBuilder:
 
         prompt_ids = [encode_prompt(self.tokenizer, self.prompt_text(r)) for r in records]
         outs = policy.sample(prompt_ids, n=self.G, max_new_tokens=self.C, temperature=self.T)
+        self.generated += generated(outs)
         groups = [[Rollout(p, [list(s.completion_ids)]) for s in o] for p, o in zip(prompt_ids, outs)]
         if self.method["trigger"] == "stuck":
             notes = self.stuck(records, positions, groups, policy)
@@ -264,6 +277,7 @@ class RolloutBuilder:
                                        for q, prefix, reply in zip(stuck, cuts, replies)],
                               groups[0][0].prompt_ids, n=self.G, temperature=self.T,
                               max_new_tokens=max([self.C - len(p) for p in cuts], default=1) or 1)
+        self.generated += generated(conts)
         for q, prefix, reply, (agent, *_), samples in zip(stuck, cuts, replies, questions, conts):
             budget = self.C - len(prefix)
             groups[q] = [Rollout(groups[q][0].prompt_ids, [list(prefix), list(s.completion_ids)[:budget]],
@@ -294,6 +308,7 @@ class RolloutBuilder:
             budgets = [self.C - r.policy_tokens() for _, r, _ in pending]
             conts = synced_sample(policy, [r.prompt_ids + r.guided() for _, r, _ in pending], groups[0][0].prompt_ids,
                                   n=1, temperature=self.T, max_new_tokens=max(max(budgets, default=1), 1))
+            self.generated += generated(conts)
             for (q, r, _), budget, samples in zip(pending, budgets, conts):
                 r.chunks.append(list(samples[0].completion_ids)[:max(budget, 0)])
 
@@ -341,7 +356,8 @@ class Seam:
         expected = [trl_prompt(trainer.processing_class, self.builder.prompt_text(r)) for r in records]
         if list(prompts[::G]) != expected:
             raise RuntimeError(f"aipo: TRL handed step {step} other questions than the schedule's share of process "
-                               f"{dist.rank()} (is shuffle_dataset off and the batch questions_per_step / processes * G?)")
+                               f"{dist.rank()} (is shuffle_dataset off and the batch questions_per_step / processes "
+                               "* G?)")
         torch.manual_seed(stable_seed(self.seed, "aipo-rollout", step, dist.rank()))   # independent of resumes
         groups, self.notes = self.builder.build(records, positions, self.engine(trainer))
         self.records = records
@@ -364,7 +380,11 @@ class Seam:
         step = trainer.state.global_step + 1
         rows = [row for share in dist.gather(self.log_rows(step, stats)) for row in share]
         write_log(self.run_dir / "rollouts.jsonl", rows)
-        for key, value in self.metrics(rows).items():
+        # the tokens generated this step, every process's: the cost side of the consultations
+        policy, helper = dist.sum_all([self.builder.generated, self.builder.agents.generated])
+        self.builder.generated = self.builder.agents.generated = 0
+        metrics = {**self.metrics(rows), "aipo/policy_tokens": policy, "aipo/helper_tokens": helper}
+        for key, value in metrics.items():
             trainer._metrics["train"][key].append(value)
         return out
 
@@ -425,7 +445,8 @@ class Seam:
         mean = lambda xs: sum(xs) / len(xs) if xs else math.nan   # noqa: E731
         out = {"aipo/consult_rate": len(consulted) / len(rollouts)}
         for a in AGENTS:
-            out[f"aipo/consult_rate/{a}"] = sum(any(c["agent"] == a for c in r["consults"]) for r in rollouts) / len(rollouts)
+            asked = sum(any(c["agent"] == a for c in r["consults"]) for r in rollouts)
+            out[f"aipo/consult_rate/{a}"] = asked / len(rollouts)
         out["aipo/reward_consulted"] = mean([r["reward"] for r in consulted])
         out["aipo/reward_plain"] = mean([r["reward"] for r in plain])
         weighted = [r["is_weight"] for r in rollouts if r["is_weight"]]
@@ -485,9 +506,7 @@ def train_aipo(config: dict, method_name: str, model_name: str, seed: int, train
     # the helper before the GRPOConfig: under DeepSpeed ZeRO-3 the config makes from_pretrained shard what it
     # loads (zero.Init), and the helper must be whole on every process
     helper = load_helper(config, method)
-    vllm = trl_vllm_args(config["generation"], config["models"][model_name]["size"])
-    if vllm["use_vllm"]:   # TRL's own sampler correction needs vLLM's logprobs, which the rollout does not return
-        vllm["vllm_importance_sampling_correction"] = False
+    vllm = trl_vllm_args(config["generation"], config["models"][model_name]["size"], own_rollouts=True)
     trl_args = grpo_config(args, seed, run_dir / "checkpoints", disable_tqdm=not dist.is_main(), **vllm)
     model, tokenizer = load_for_training(config["models"][model_name]["path"])
     agents = Agents(helper, prompts, method["helper_temperature"], method["guidance_max_new_tokens"])

@@ -382,7 +382,8 @@ def train_ilr(config: dict, method_name: str, group: str, seed: int, train_path:
     Trainer = member_trainer_class()
     # every member's config first: under DeepSpeed ZeRO-3 they make from_pretrained load sharded (zero.Init)
     trl_args = {n: grpo_config(args, seed, run_dir / n / "checkpoints", rows_per_question=len(coordinator.stages),
-                               **trl_vllm_args(config["generation"], config["models"][n]["size"])) for n in names}
+                               **trl_vllm_args(config["generation"], config["models"][n]["size"], own_rollouts=True))
+                for n in names}
     for n in names[1:]:
         # accelerate's state is one per process, with one DeepSpeed plugin: the first member's trainer sets it
         # up, the others (same DeepSpeed settings) reuse it instead of bringing their own, which it refuses

@@ -11,6 +11,7 @@ REPO = workflow.basedir
 
 
 def _rel_or_abs(p):
+    """A path relative to the working directory when it lies below it (shorter logs), else absolute."""
     r = os.path.relpath(p)
     return p if r.startswith("..") else r
 
@@ -21,6 +22,7 @@ os.environ["PYTHONPATH"] = REPO + (os.pathsep + os.environ["PYTHONPATH"] if os.e
 from ilr import config as ilrcfg  # noqa: E402
 from ilr.report import registry as tables_registry  # noqa: E402
 from ilr.io import sha256_json, sha256_text, write_once  # noqa: E402
+from ilr.layout import Layout  # noqa: E402
 from snakemake.exceptions import WorkflowError  # noqa: E402
 
 # ---- the config: config/config.yaml (the tiny default), or the `--configfile` files INSTEAD of it (Snakemake
@@ -88,43 +90,12 @@ def spec(stage, **ids):
     return sha256_json(ilrcfg.stage_spec(config, stage, **ids))
 
 
-# ---- paths (README: "Where the outputs land")
-DATA = f"{R}/data"
-TRAIN = f"{DATA}/train.jsonl"
-VAL = f"{DATA}/val.jsonl"
-LOGS = f"{R}/logs"
-
-
-def bench_file(b):
-    return f"{DATA}/bench/{b}.jsonl"
-
-
-def ability_file(model):
-    return f"{R}/ability/{model}.json"
-
-
-def difficulty_file(group):
-    return f"{R}/difficulty/{group}.jsonl"
-
-
-def difficulty_figure(group):
-    return f"{R}/figures/difficulty_{group}.png"
-
-
-def run_dir(method, group, seed):
-    return f"{R}/runs/{method}/{group}/seed{seed}"
-
-
-def final_dir(method, group, seed, model):
-    return f"{run_dir(method, group, seed)}/{model}/final"
-
-
-def eval_dir(method, group, model, seed):
-    return f"{R}/eval/{method}/{group}/{model}/seed{seed}"
-
-
-def eval_file(method, group, model, seed, bench):
-    return f"{eval_dir(method, group, model, seed)}/{bench}.json"
+# ---- paths (README: "Where the outputs land"): one layout for the rules and the stages (ilr/layout.py)
+LAYOUT = Layout(R)
+DATA, TRAIN, VAL, LOGS = LAYOUT.data, LAYOUT.train, LAYOUT.val, LAYOUT.logs
+bench_file, ability_file, difficulty_file = LAYOUT.bench_file, LAYOUT.ability_file, LAYOUT.difficulty_file
+difficulty_figure, run_dir, final_dir = LAYOUT.difficulty_figure, LAYOUT.run_dir, LAYOUT.final_dir
+eval_dir, eval_file, multi_agent_file = LAYOUT.eval_dir, LAYOUT.eval_file, LAYOUT.multi_agent_file
 
 
 # ---- the models: built ones are rule outputs, hub ids and existing directories are not
@@ -167,7 +138,7 @@ def table_names():
 
 def table_targets():
     """What the `tables` rule writes: each table as .md, .csv and .tex under tables/, its figures under figures/."""
-    return tables_registry.outputs(config, f"{R}/tables", f"{R}/figures")
+    return tables_registry.outputs(config, LAYOUT.tables, LAYOUT.figures)
 
 
 # ---- code inputs: a change to a stage's source reruns that stage's jobs
@@ -189,18 +160,13 @@ STAGE_CODE = {
 _PROMPT_STAGES = ("ability", "difficulty", "train", "evaluate", "multi_agent")
 
 
-def _rel(p):
-    r = os.path.relpath(p)
-    return p if r.startswith("..") else r
-
-
 def code(stage):
     files = []
     for pat in STAGE_CODE[stage]:
         files += sorted(glob.glob(os.path.join(REPO, pat)))
     if stage in _PROMPT_STAGES:
         files += sorted(glob.glob(os.path.join(_PROMPT_DIR, "*.txt")))
-    return [_rel(f) for f in files]
+    return [_rel_or_abs(f) for f in files]
 
 
 # ---- resources (config `resources:`; see ilr.config.resources)
@@ -211,7 +177,7 @@ def _slurm_resources(r):
     return {_RES_NAMES.get(k, k): v for k, v in r.items() if v != ""}
 
 
-def job_resources(rule, sizes_of=None, keys_over=None):
+def job_resources(rule, sizes_of=None):
     """Snakemake `resources:` for a rule; sizes_of(wildcards) -> the model sizes of the job."""
     if sizes_of is None:
         return {"gpu": 0, **_slurm_resources(ilrcfg.resources(config, rule))}

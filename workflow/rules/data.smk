@@ -1,7 +1,7 @@
 # Data preparation (one job for the training/validation records, one per benchmark) and the tiny base models.
 # One job per file, so a change to one benchmark's config rewrites that file alone; downstream jobs
-# then rerun through plain mtimes (no : Snakemake masks the jobs below a job that must
-# rerun and would miss their own params changes behind an  edge).
+# then rerun through plain mtimes (no `ancient()` inputs: Snakemake would mask the jobs below a job that
+# must rerun, and miss their own params changes behind such an edge).
 
 
 def _local_data_files():

@@ -54,7 +54,7 @@ _eval_params = dict(
     group=lambda wc: split_run(wc.run)[1],
     model=lambda wc: split_run(wc.run)[2],
     model_path=lambda wc: eval_model_path(wc.run, wc.seed),
-    out_dir=lambda wc: f"{R}/eval/{wc.run}/seed{wc.seed}",
+    out_dir=lambda wc: LAYOUT.eval_run_dir(wc.run, wc.seed),
 )
 
 
@@ -70,7 +70,7 @@ if GRANULARITY == "cell":
             model=eval_model_input,
             data=lambda wc: bench_file(wc.bench),
         output:
-            f"{R}/eval/{{run}}/seed{{seed}}/{{bench}}.json",
+            LAYOUT.eval_run_dir("{run}", "{seed}") + "/{bench}.json",
         wildcard_constraints:
             run=alt(_RUN_BENCHES),
             seed=r"\d+",
@@ -101,7 +101,7 @@ else:
                 model=eval_model_input,
                 data=[bench_file(b) for b in _bl],
             output:
-                [f"{R}/eval/{{run}}/seed{{seed}}/{b}.json" for b in _bl],
+                [LAYOUT.eval_run_dir("{run}", "{seed}") + f"/{b}.json" for b in _bl],
             wildcard_constraints:
                 run=alt(_runs),
                 seed=r"\d+",

@@ -7,10 +7,6 @@
 MA_PAIRS = {ilrcfg.pair_name(p): list(p) for p, _b in ilrcfg.multi_agent_jobs(config)}
 
 
-def multi_agent_file(pair, bench):
-    return f"{R}/multi_agent/{pair}/{bench}.json"
-
-
 def multi_agent_targets():
     return [multi_agent_file(ilrcfg.pair_name(p), b) for p, b in ilrcfg.multi_agent_jobs(config)]
 

@@ -29,7 +29,7 @@ _RUN_DIR = (
 # accelerate the launcher (torchrun's agent) ignores TERM, INT and USR1 (trap '' and
 # TORCHELASTIC_SIGNALS_TO_HANDLE): left to itself it would SIGKILL the training processes 30 s after a
 # signal, before they reach the end of their step and save; it exits when they do.
-_ACCELERATE = _rel(os.path.join(REPO, "config", "accelerate", config["training"]["accelerate_config"] + ".yaml"))
+_ACCELERATE = _rel_or_abs(os.path.join(REPO, "config", "accelerate", config["training"]["accelerate_config"] + ".yaml"))
 _LAUNCH = (
     '$(if [ "{resources.gpu}" -gt 1 ]; then echo ' + PY + " -m accelerate.commands.launch --config_file "
     + shlex.quote(_ACCELERATE) + ' --num_processes {resources.gpu} --main_process_port $(' + PY
