@@ -13,11 +13,10 @@ graded, as one line naming the file, the line and the key, with exit status 2 an
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
-from ilr.io import DataError, write_jsonl
+from ilr.io import DataError, iter_jsonl, write_jsonl
 
 KINDS = ("math", "code", "choice")
 
@@ -29,32 +28,8 @@ def add_arguments(parser) -> None:
 
 
 def read_input(path: str) -> list[tuple[int, dict]]:
-    """(line number, object) for every non-blank line; DataError naming the file and line otherwise."""
-    p = Path(path)
-    try:
-        data = p.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a directory, not a JSONL file") from None
-    except OSError as e:
-        raise DataError(f"{path}: cannot read ({e.strerror})") from None
-    rows = []
-    for lineno, raw in enumerate(data.split(b"\n"), 1):
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise DataError(f"{path}, line {lineno}: not UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1}); "
-                            "save the file as UTF-8") from None
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}, line {lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
-        if not isinstance(row, dict):
-            raise DataError(f"{path}, line {lineno}: expected a JSON object, got {_a(row)}")
-        rows.append((lineno, row))
+    """(line number, object) for every non-blank line (ilr.io.iter_jsonl); an empty file is an error too."""
+    rows = list(iter_jsonl(path))
     if not rows:
         raise DataError(f"{path}: no records to grade (the file is empty)")
     return rows

@@ -83,19 +83,33 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> int:
 
 
 def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
-    """(line number, object) of a JSON Lines file; a bad or truncated line fails with the file and line."""
+    """(line number, object) of a JSON Lines file, blank lines skipped. A missing file, a directory, a line that
+    is not UTF-8, not valid JSON (e.g. truncated) or not an object: DataError naming the file and line."""
     path = Path(path)
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}, line {lineno}: not valid JSON ({e.msg}); is the file truncated?") from e
-            if not isinstance(row, dict):
-                raise DataError(f"{path}, line {lineno}: expected a JSON object, got {type(row).__name__}")
-            yield lineno, row
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a directory, not a JSON Lines file") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror})") from None
+    for lineno, raw in enumerate(data.split(b"\n"), 1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise DataError(f"{path}, line {lineno}: not UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1}); "
+                            "save the file as UTF-8") from None
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}, line {lineno}: not valid JSON ({e.msg} at column {e.colno}); is the file "
+                            "truncated?") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{path}, line {lineno}: expected a JSON object, got {type(row).__name__}")
+        yield lineno, row
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:

@@ -130,7 +130,6 @@ def mixed_questions(warm_models: dict, n: int = 32) -> list[dict]:
 def warm_study(tmp_path, tiny_config, warm_models):
     """A study config in tmp over the warm models, with easy one-step training questions."""
     from ilr.io import write_json, write_jsonl
-    from ilr.tiny.task import generate
 
     cfg = copy.deepcopy(tiny_config)
     cfg["results"] = str(tmp_path / "results")

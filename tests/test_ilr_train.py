@@ -24,6 +24,8 @@ MODELS = ("tiny-llama", "tiny-qwen-s")
 @pytest.mark.parametrize("method", ["ilr", "ilr_di_only", "ilr_pc_only", "ilr_ratio_p0.5"])
 def test_rollout_log_recomputes(warm_study, method):
     cfg, config_path, d = warm_study
+    cfg["training"]["advantages"] = "member"   # GRPO "as usual" (pooled: test_pooled_advantages_let_calibration_act)
+    config_path.write_text(yaml.safe_dump(cfg))
     out = d / "run"
     proc = run_ilr(*train_args(d, config_path, method, out))
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -3,7 +3,6 @@ do not depend on the machine's native instruction set or thread count."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 
 import pytest
-import torch
 
 from conftest import REPO, make_random_model, run_ilr
 from ilr import config as cfg

@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
 from conftest import REPO

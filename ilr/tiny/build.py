@@ -47,9 +47,9 @@ from ilr.tiny.task import generate
 
 DATA_SEED_OFFSET = 1000003
 FORMATS = {  # format -> share of warm-up batches (interaction batches are half as many, longer, rows)
-    "solve_math": 0.60, "solve_code": 0.04, "solve_choice": 0.04,
+    "solve_math": 0.30, "solve_code": 0.01, "solve_choice": 0.01,
     "analysis_cooperation": 0.04, "analysis_competition": 0.04,
-    "fusion_cooperation": 0.09, "fusion_competition": 0.09, "debate_revise": 0.03,
+    "fusion_cooperation": 0.25, "fusion_competition": 0.25, "debate_revise": 0.05,
     "guided_solve": 0.03,   # AIPO: a partial solution, an agent's <guidance>, the rest (guided_example)
 }
 # question kinds in the interaction formats, and how often a question has two peers rather than one: the tiny
@@ -64,9 +64,9 @@ INTERACTION = ("analysis_cooperation", "analysis_competition", "fusion_cooperati
 SOLO_SHARE = 0.5                 # the first half of the warm-up is solo only (its own lr cycle): skills first
 EARLY_INTERACTION = 0.0          # the first phase's share of Idea3 formats (synthetic own answers), relative to FORMATS
 RESTART_LR = 0.5                 # the interaction half restarts the lr cycle at this fraction of lr
-OWN_REFRESH = (0.0, 0.5)         # fractions of the interaction half at which the model's own answers are (re)drawn
+OWN_REFRESH = (0.0,)             # fractions of the interaction half at which the model's own answers are (re)drawn
 OWN_POOL = 384                   # questions it answers each time
-PEER_P_WRONG = 0.5               # a synthetic peer is wrong this often, on every kind of question
+PEER_P_WRONG = 0.6               # a synthetic peer is wrong this often, on every kind of question
 OWN_MAX_NEW_TOKENS = 64          # the evaluation's budget (config evaluation.max_new_tokens)
 KIND_SOURCE = {"math": "tiny_arith", "code": "tiny_code", "choice": "tiny_choice"}
 STEP = re.compile(r"(-?\d+)([-+*])(\d+)=(-?\d+)")

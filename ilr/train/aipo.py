@@ -48,7 +48,6 @@ number of prompts: a process with fewer consultations than the busiest pads its 
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -56,8 +55,8 @@ from pathlib import Path
 
 from ilr.seeding import stable_seed
 from ilr.train import dist, preempt
-from ilr.train.common import (grpo_config, latest_checkpoint, load_for_training, question_schedule, quiet,
-                              records_dataset, rule_reward, save_trainer_final, truncate_log, write_log)
+from ilr.train.common import (grpo_config, load_for_training, question_schedule, quiet, records_dataset,
+                              rule_reward, train_and_save, write_log)
 
 AGENTS = ("verify", "knowledge", "reasoning")
 CALL = re.compile(r'<consult agent="([A-Za-z_]+)">(.*?)</consult>', re.S)
@@ -518,16 +517,7 @@ def train_aipo(config: dict, method_name: str, model_name: str, seed: int, train
                                     processing_class=tokenizer, args=trl_args, rollout_func=seam.rollout_func))
     trainer.seam = seam
     trainer.add_callback(preempt.stop_callback())
-    resume = latest_checkpoint(run_dir / "checkpoints")
-    truncate_log(run_dir / "rollouts.jsonl", int(resume.name.split("-")[1]) if resume else 0)
-    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    if dist.is_main():
-        with open(run_dir / "metrics.jsonl", "w") as f:
-            for row in trainer.state.log_history:
-                f.write(json.dumps(row) + "\n")
-    if trainer.state.global_step < args["steps"]:  # stopped on a signal, checkpoint saved
-        raise preempt.Interrupted(trainer.state.global_step)
-    save_trainer_final(trainer, run_dir / "final")
+    train_and_save(trainer, run_dir, args["steps"])
 
 
 def train(config: dict, args) -> None:

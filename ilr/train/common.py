@@ -125,7 +125,8 @@ def quiet(trainer):
     return trainer
 
 
-def records_dataset(records: list[dict], prompt_of) -> "datasets.Dataset":
+def records_dataset(records: list[dict], prompt_of):
+    """The TRL dataset of a schedule: a row per record (`prompt`, `question_id`, the record as JSON)."""
     from datasets import Dataset
 
     return Dataset.from_list([{"prompt": prompt_of(r), "question_id": r["id"], "record": json.dumps(r)}
@@ -133,6 +134,22 @@ def records_dataset(records: list[dict], prompt_of) -> "datasets.Dataset":
 
 
 SUMMARY = "training_summary.json"   # beside a final checkpoint: what its evaluation records of its training
+
+
+def train_and_save(trainer, run_dir: Path, steps: int, summary: dict | None = None) -> None:
+    """A single-model TRL trainer's run: resume from its newest checkpoint (its rollout log cut back to it),
+    train, write TRL's log once (metrics.jsonl), then save final/; on a signal, raise preempt.Interrupted
+    (the checkpoint is saved)."""
+    from ilr.train import preempt
+
+    resume = latest_checkpoint(run_dir / "checkpoints")
+    truncate_log(run_dir / "rollouts.jsonl", int(resume.name.split("-")[1]) if resume else 0)
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    if dist.is_main():
+        write_jsonl(run_dir / "metrics.jsonl", trainer.state.log_history)
+    if trainer.state.global_step < steps:  # stopped on a signal, checkpoint saved
+        raise preempt.Interrupted(trainer.state.global_step)
+    save_trainer_final(trainer, run_dir / "final", summary)
 
 
 def save_trainer_final(trainer, final_dir: Path, summary: dict | None = None) -> None:

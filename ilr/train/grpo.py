@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 
 from ilr.train import dist, preempt
-from ilr.train.common import (grpo_config, latest_checkpoint, load_for_training, question_schedule, quiet,
-                              records_dataset, rule_reward, save_trainer_final, truncate_log, write_log)
+from ilr.train.common import (grpo_config, load_for_training, question_schedule, quiet, records_dataset,
+                              rule_reward, train_and_save, write_log)
 
 
 def rollout_logger(run_dir: Path, format_weight: float = 0.0):
@@ -67,16 +67,7 @@ def train_grpo(config: dict, method: str, model_name: str, seed: int, train_path
                                 processing_class=tokenizer, args=trl_args))
     trainer.add_callback(write_rollouts)
     trainer.add_callback(preempt.stop_callback())
-    resume = latest_checkpoint(run_dir / "checkpoints")
-    truncate_log(run_dir / "rollouts.jsonl", int(resume.name.split("-")[1]) if resume else 0)
-    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    if dist.is_main():
-        with open(run_dir / "metrics.jsonl", "w") as f:
-            for row in trainer.state.log_history:
-                f.write(json.dumps(row) + "\n")
-    if trainer.state.global_step < args["steps"]:  # stopped on a signal, checkpoint saved
-        raise preempt.Interrupted(trainer.state.global_step)
-    save_trainer_final(trainer, run_dir / "final")
+    train_and_save(trainer, run_dir, args["steps"])
 
 
 def train(config: dict, args) -> None:
