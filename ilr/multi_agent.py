@@ -35,6 +35,16 @@ def config_slice(config: dict, models: list[str], benchmark: str) -> dict:
             "models": {n: config["models"][n]["path"] for n in models}}
 
 
+def split_accuracy(correct: list[float], resamples: int) -> dict:
+    """Accuracy, n and bootstrap CI of a subset of questions (None accuracy when it is empty)."""
+    from ilr.report.stats import bootstrap_ci
+
+    if not correct:
+        return {"accuracy": None, "n": 0, "ci_low": None, "ci_high": None}
+    lo, hi = bootstrap_ci(correct, resamples=resamples, seed=0)
+    return {"accuracy": sum(correct) / len(correct), "n": len(correct), "ci_low": lo, "ci_high": hi}
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True)
     p.add_argument("--models", nargs="+", required=True, help="model names of config `models:`")
@@ -69,6 +79,8 @@ def main(args: argparse.Namespace) -> int:
                "debate": debate(members, prompt_set, records, ev["max_new_tokens"])}
     idea3 = run_idea3(members, prompt_set, records, [mode] * len(records), 1, 0.0, ev["max_new_tokens"])
     answers["idea3"] = {n: [o.fusion[0].text for o in outs] for n, outs in idea3.items()}
+    # was each model's shared idea (its Sharing answer, what its peers read) right?
+    shared_right = {n: [g.correct for g in grade_many(records, [o.sharing for o in outs])] for n, outs in idea3.items()}
 
     from ilr.io import sha256_file
     from ilr.provenance import environment
@@ -92,6 +104,14 @@ def main(args: argparse.Namespace) -> int:
                 "accuracy": sum(correct) / len(correct), "n": len(correct), "ci_low": lo, "ci_high": hi,
                 "records": [{"id": r["id"], "completion": t, "extracted": g.extracted, "correct": g.correct}
                             for r, t, g in zip(records, texts, grades)]}
+            if setting == "idea3":   # Fusion accuracy split by whether the peers' shared ideas were right
+                peers_right = [all(shared_right[o][q] for o in members if o != n) for q in range(len(records))]
+                result["settings"][setting][n]["by_peer"] = {
+                    label: split_accuracy([c for c, right in zip(correct, peers_right) if right == want],
+                                          ev["bootstrap"])
+                    for label, want in (("peer_right", True), ("peer_wrong", False))}
+                for q, rec in enumerate(result["settings"][setting][n]["records"]):
+                    rec["peers_right"] = peers_right[q]
             print(f"{setting:7s} {n}: {sum(correct) / len(correct):.3f}")
     write_json(args.out, result)
     return 0

@@ -108,7 +108,7 @@ def _mixed_questions(paths: tuple[str, ...], n: int) -> list[dict]:
     from ilr.prompts import load as load_prompts
     from ilr.tiny.task import generate
 
-    candidates = generate("tiny_arith", 240, 7, min_steps=1, max_steps=1, max_operand=3)
+    candidates = generate("tiny_arith", 600, 7, min_steps=1, max_steps=1, max_operand=3, families=["+-", "*"])
     prompts = load_prompts("tiny")
     mixed = set(r["id"] for r in candidates)
     for k, path in enumerate(paths):
@@ -118,7 +118,7 @@ def _mixed_questions(paths: tuple[str, ...], n: int) -> list[dict]:
         right = {r["id"]: sum(grade(r, s.text).correct for s in o) for r, o in zip(candidates, outs)}
         mixed &= {q for q, c in right.items() if 0 < c < 8}
     chosen = [r for r in candidates if r["id"] in mixed][:n]
-    assert len(chosen) == n, f"only {len(chosen)} of 240 questions get mixed answers from the warm models"
+    assert len(chosen) == n, f"only {len(chosen)} of 600 questions get mixed answers from the warm models"
     return chosen
 
 

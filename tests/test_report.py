@@ -445,6 +445,14 @@ def test_multi_agent_output_carries_provenance(tmp_path, study):
         for m in ("tiny-llama", "tiny-qwen-l"):
             x = obj["settings"][setting][m]
             assert x["n"] == 4 and 0 <= x["ci_low"] <= x["accuracy"] <= x["ci_high"] <= 1
+    for m in ("tiny-llama", "tiny-qwen-l"):   # Idea3 split by the peer's shared idea: the records' own parts
+        x = obj["settings"]["idea3"][m]
+        split = x["by_peer"]
+        assert split["peer_right"]["n"] + split["peer_wrong"]["n"] == 4
+        for key, right in (("peer_right", True), ("peer_wrong", False)):
+            part = [r["correct"] for r in x["records"] if r["peers_right"] == right]
+            assert split[key]["n"] == len(part)
+            assert split[key]["accuracy"] == (sum(part) / len(part) if part else None)
 
 
 # ------------------------------------------------------------------------ the DAG

@@ -71,6 +71,13 @@ def snakemake(config: Path, *args: str, timeout: int = 900) -> subprocess.Comple
                           capture_output=True, text=True, timeout=timeout)
 
 
+def failed_logs(root: Path) -> str:
+    """The tails of the job logs that show an error: what a failed Snakemake run's message needs."""
+    logs = sorted((root / "results" / "logs").rglob("*.log")) if (root / "results" / "logs").is_dir() else []
+    return "".join(f"\n== {p}\n{p.read_text()[-2500:]}" for p in logs
+                   if "Error" in p.read_text() or "Traceback" in p.read_text())
+
+
 def step_questions(run: Path) -> list[tuple[int, str]]:
     return [(r["step"], r["question_id"]) for r in read_jsonl(run / "rollouts.jsonl")]
 
@@ -80,7 +87,7 @@ def single(tmp_path_factory, tiny_config, warm_models):
     """The same study trained by one process per job: the reference for the questions of each step."""
     root = tmp_path_factory.mktemp("single")
     r = snakemake(study(root, tiny_config, warm_models, 0, "multi_gpu"), *targets(root))
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:] + failed_logs(root)
     return root
 
 
@@ -103,7 +110,7 @@ def test_two_processes_train_what_one_does(tmp_path, tiny_config, warm_models, s
 
     config = study(tmp_path, tiny_config, warm_models, 2, accelerate)
     r = snakemake(config, *targets(tmp_path))
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:] + failed_logs(tmp_path)
     for method, run in run_dirs(tmp_path).items():
         one = run_dirs(single)[method]
         rollouts = run / ("rollouts.jsonl" if method == "ilr" else "tiny-llama/rollouts.jsonl")
@@ -139,7 +146,7 @@ def test_two_processes_resume_after_sigterm(tmp_path, tiny_config, warm_models):
     ilr_targets = targets(tmp_path)[2:]
     r = snakemake(config, *[str(tmp_path / "results/ability" / f"{n}.json") for n in MODELS],
                   str(tmp_path / "results/difficulty/group1.jsonl"))
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:] + failed_logs(tmp_path)
     shell = shell_of(config, ilr_targets[0])
     run = run_dirs(tmp_path)["ilr"]
     (tmp_path / "results/logs/train/ilr/group1").mkdir(parents=True)   # Snakemake makes a job's log directory
@@ -162,7 +169,7 @@ def test_two_processes_resume_after_sigterm(tmp_path, tiny_config, warm_models):
     stamp = kept.stat().st_mtime_ns
 
     r = snakemake(config, *ilr_targets)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:] + failed_logs(tmp_path)
     assert kept.stat().st_mtime_ns == stamp, "the rerun started afresh instead of resuming"
     assert [s for s, _ in step_questions(run)] == [s for s in range(1, steps + 1) for _ in range(QPS)]
     assert [m["step"] for m in read_jsonl(run / "metrics.jsonl")] == list(range(1, steps + 1))
@@ -173,12 +180,12 @@ def test_forced_rerun_retrains_and_a_second_trainer_is_refused(tmp_path, tiny_co
     target = targets(tmp_path)[0]
     run = run_dirs(tmp_path)["grpo"]
     r = snakemake(config, target)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:] + failed_logs(tmp_path)
     first = (run / "tiny-llama/checkpoints/checkpoint-3/trainer_state.json").stat().st_mtime_ns
 
     # --force: the finished run is not resumed (which would redo nothing from checkpoint-3) but retrained
     r = snakemake(config, target, "--force")
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:] + failed_logs(tmp_path)
     ckpt = run / "tiny-llama/checkpoints/checkpoint-1/trainer_state.json"
     assert ckpt.stat().st_mtime_ns > first, "the forced rerun resumed from the old checkpoints"
 

@@ -16,6 +16,8 @@ from ilr.report.render import fmt_cell
 TITLE = "Multi-agent inference (paper's analysis, T4): Single vs Debate vs Idea3"
 FIGURES = ()
 SETTINGS = {"single": "Single", "debate": "Debate", "idea3": "Idea3"}   # output key -> column
+BY_PEER = {"peer_right": "Idea3, peer right", "peer_wrong": "Idea3, peer wrong"}
+COLUMNS = [*SETTINGS.values(), *BY_PEER.values()]
 
 
 def enabled(config: dict) -> bool:
@@ -60,8 +62,13 @@ def build(config: dict, sources, built: dict) -> list[dict]:
                     raise DataError(f"{path}: no settings.{key}.{model}") from None
                 cells[label] = {"acc": float(x["accuracy"]), "lo": float(x["ci_low"]), "hi": float(x["ci_high"]),
                                 "n": int(x["n"])}
+            for key, label in BY_PEER.items():   # Idea3 split by whether the peer's shared idea was right
+                x = obj["settings"]["idea3"][model].get("by_peer", {}).get(key)
+                if x is not None and x["n"]:
+                    cells[label] = {"acc": float(x["accuracy"]), "lo": float(x["ci_low"]), "hi": float(x["ci_high"]),
+                                    "n": int(x["n"])}
             rows.append({"pair": cfg.pair_name(models), "pair_models": models, "benchmark": bench, "model": model,
-                         "label": model, "cells": cells, "columns": list(SETTINGS.values()),
+                         "label": model, "cells": cells, "columns": [c for c in COLUMNS if c in cells],
                          "mode": obj.get("idea3_mode")})
     return rows
 
@@ -73,7 +80,9 @@ def caption(config: dict, rows: list[dict]) -> str:
         f"Accuracy (%) of each model with its 95% bootstrap confidence interval over questions ({ev['bootstrap']} "
         f"resamples). Single: the model answers alone (solo). Debate: two rounds, each model answers, then reads its "
         f"peer's answer and revises. Idea3: Idea Sharing, Analysis and Fusion at inference "
-        f"({ma['mode']} mode). The scored answer is the model's own last answer. Unlike every "
+        f"({ma['mode']} mode); its accuracy is also split by whether the peer's shared idea (its Idea Sharing "
+        f"answer) was right (n: the questions of each part). The scored answer is the model's own last answer. "
+        f"Unlike every "
         f"other table, Debate and Idea3 are NOT solo: each model reads its peer's answers at test time. "
         f"Decoding: greedy (temperature 0), one completion per stage, at most {ev['max_new_tokens']} new tokens, "
         f"{config['prompts']} prompts."
@@ -84,8 +93,16 @@ def layout(config: dict, rows: list[dict]):
     blocks: dict[str, list[dict]] = {}
     for r in rows:
         blocks.setdefault(f"{' + '.join(r['pair_models'])} ({r['benchmark']})", []).append(r)
-    return [(title, ["Model"] + rs[0]["columns"], [[r["model"]] + [fmt_cell(r["cells"][c]) for c in r["columns"]]
-                                                   for r in rs]) for title, rs in blocks.items()]
+    def cell(r: dict, c: str) -> str:
+        if c not in r["cells"]:
+            return "-"
+        return fmt_cell(r["cells"][c]) + (f" (n {r['cells'][c]['n']})" if c in BY_PEER.values() else "")
+
+    out = []
+    for title, rs in blocks.items():
+        cols = [c for c in COLUMNS if any(c in r["cells"] for r in rs)]
+        out.append((title, ["Model"] + cols, [[r["model"]] + [cell(r, c) for c in cols] for r in rs]))
+    return out
 
 
 def frame(rows: list[dict]):

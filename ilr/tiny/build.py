@@ -1,23 +1,46 @@
 """`python -m ilr build-model --config CFG --model NAME --out DIR`: build one tiny base model.
 
 models[NAME].build = {arch: llama|qwen2, hidden, layers, heads, warmup_steps, seed} (optional:
-lr (1e-2), batch_size (16), intermediate (2 * hidden), context (512), intermediate, context) gives a LlamaForCausalLM / Qwen2ForCausalLM with random
-init and the character tokenizer (ilr/tiny/tokenizer.py), then a short supervised warm-up on
-generated data, on CPU, one thread. The warm-up teaches every format the study asks of a model,
-rendered with the study's own prompt templates (config `prompts`):
+lr (1e-2), batch_size (16), intermediate (2 * hidden), context (512), rope_theta, and the warm-up's
+knobs below) gives a LlamaForCausalLM / Qwen2ForCausalLM with random init and the character tokenizer
+(ilr/tiny/tokenizer.py), then a supervised warm-up on generated data, on CPU, one thread. The warm-up
+teaches every format the study asks of a model, rendered with the study's own prompt templates (config
+`prompts`):
 
   solo solve (math, code, choice)   prompt = PromptSet.solve(record), target = metadata.solution
-  analysis (cooperation)            target = "<recomputed work> right: me,P1" (who agrees, or none)
-  analysis (competition)            target = "<recomputed work> wrong: P1"     (who disagrees, or none)
-  fusion (cooperation, competition) target = the correct solution
-  debate_revise                     target = the correct solution
+  analysis (cooperation, "Agree?")  target = the peers whose final answer agrees with mine: "P1" or "none"
+  analysis (competition, "Error?")  target = the peers whose final answer differs from mine: "P1" or "none"
+  fusion (cooperation, competition) target = the right answer alone, "\\boxed{24}" (fusion_target)
+  debate_revise                     target = the same
   guided_solve (AIPO)               prompt = solo prompt + partial solution + <guidance>reply</guidance>,
                                     target = the rest of the solution (guided_example)
-Peers and "own" answers are synthetic: the correct solution, or with probability 1/2 a copy with
-one step's result off by 1..3 and the rest of the chain carried on from it (or, rarely, a truncated
-one); the analysis shown to fusion is the correct one, or one computed from a wrong recomputation.
-So an interacting model gains by reading a correct peer: fusion's target is right whatever the
-inputs say. Loss is on target tokens only; every target ends with <eos>.
+
+A world where reading a peer can help (issue 16): the questions are chains of sums or chains of
+products (data.train.params `families`, ilr/tiny/task.py), and `skills` (op family -> share of the solo
+math questions) gives each model its own: in the tiny config tiny-llama learns products only, the
+others both. Two phases, each its own lr cycle (warm-up, cosine to 10%: these models learn as the lr
+anneals):
+  1. solo (`solo_share` of warmup_steps, default 0.5): the solve formats, so that the skills exist before
+     the model is shown its own answers; `early_interaction` (default 0) adds the Idea3 formats at that
+     share of FORMATS, over synthetic own answers, which starts Fusion's copying early;
+  2. everything (FORMATS), the lr restarting at `restart_lr` x lr (default 0.5). At its start (and at the
+     other `own_refresh` fractions of it) the model answers `own_pool` (384) training questions greedily:
+     these are the "Me:" of every Idea3 and Debate example from then on, so the model learns how far its
+     own answers can be trusted, per kind of question, from its real ones. Peers are synthetic (noisy:
+     the solution, or with probability `peer_p_wrong` (0.6) one step wrong and the chain carried on, the
+     wrong result a slip, the step done with another operator, or any number; rarely a truncated one), on
+     every kind of question alike: a model has no prior on who its peer is.
+Fusion and Debate examples are drawn only where some idea on the table is right (resolvable), and
+their target is that answer alone: a tiny model learns to copy a short answer from the idea it trusts
+in a few thousand rows, where copying a whole worked solution took it many more (it recomputed
+instead, and lost what it read). So the model that cannot add learns to give its peer's answer on a
+sum, and keeps its own on a product; the strong model, whose own answers beat a peer's 40% on
+both kinds, keeps its own. The analysis only records agreement: whether an idea is right needs the
+skill the reader may lack, and an analysis that recomputes the question is only the model's own answer
+again (before issue 16 the note so talked Fusion into the model's own mistakes). Loss is on target
+tokens only; every target ends with <eos>. Interaction examples are math questions with one peer
+(IDEA3_KINDS, TWO_PEERS: the tiny study interacts on tiny_arith, in pairs), `interaction_batch_size`
+rows a batch (default batch_size // 2).
 
 The warm-up data come from data.train.params (the training distribution) with a seed of their own
 (`build.seed` + 1000003), independent of the study's data seeds.
@@ -46,7 +69,7 @@ from pathlib import Path
 from ilr.tiny.task import generate
 
 DATA_SEED_OFFSET = 1000003
-FORMATS = {  # format -> share of warm-up batches (interaction batches are half as many, longer, rows)
+FORMATS = {  # format -> share of warm-up batches (interaction batches: interaction_batch_size rows, longer ones)
     "solve_math": 0.30, "solve_code": 0.01, "solve_choice": 0.01,
     "analysis_cooperation": 0.04, "analysis_competition": 0.04,
     "fusion_cooperation": 0.25, "fusion_competition": 0.25, "debate_revise": 0.05,
@@ -75,7 +98,9 @@ STEP = re.compile(r"(-?\d+)([-+*])(\d+)=(-?\d+)")
 def config_slice(config: dict, model: str) -> dict:
     """The config this stage reads for one model (Snakemake's rerun trigger, ilr.config.stage_spec)."""
     m = config["models"][model]
-    return {"path": m["path"], "build": m.get("build"), "numerics": config["numerics"]}
+    # the warm-up also reads the training distribution and the prompt templates (build_model)
+    return {"path": m["path"], "build": m.get("build"), "numerics": config["numerics"],
+            "train_params": config["data"]["train"].get("params", {}), "prompts": config["prompts"]}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

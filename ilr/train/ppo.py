@@ -242,8 +242,13 @@ def train_ppo(config: dict, method: str, model_name: str, seed: int, train_path:
     if temperature <= 0:
         raise ValueError(f"methods.{method}: ppo samples, temperature must be > 0 (got {temperature})")
     # on a machine without GPUs accelerate runs N processes over gloo only when told cpu=True, which also
-    # turns DeepSpeed off: DeepSpeed (launched by accelerate) brings its own CPU process group instead
+    # turns DeepSpeed off; with DeepSpeed it must be told the backend, or it takes every process for the
+    # main one (each would then write the checkpoints' shared files)
     use_deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false") == "true"
+    if use_deepspeed and not torch.cuda.is_available():
+        from accelerate import PartialState
+
+        PartialState(backend="gloo")
     accelerator = Accelerator(mixed_precision=mixed_precision(), cpu=not torch.cuda.is_available() and not use_deepspeed)
     if dist.is_main():
         run_dir.mkdir(parents=True, exist_ok=True)
