@@ -30,11 +30,12 @@ DVC_TARGETS = $(wildcard $(addprefix $(RESULTS)/,$(DVC_DIRS))) \
 venv: $(STAMP)
 
 # torch first and pinned: an unpinned torch pulls a multi-GB CUDA build
-$(STAMP): pyproject.toml
+# then the project within constraints.txt: the exact versions the tiny reference was made with
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install torch==2.13.0
-	$(PY) -m pip install -e '.[test]'
+	$(PY) -m pip install -e '.[test]' -c constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -110,14 +110,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
 
 
-def load_config(path: str) -> dict:
-    try:
-        from ilr.config import load
-    except ImportError:  # ilr.config not there yet (built in parallel): the raw YAML
-        import yaml
-        with open(path, encoding="utf-8") as f:
-            return yaml.safe_load(f)
-    return load(path)
 
 
 # ----------------------------------------------------------------------------- synthetic peers
@@ -474,6 +466,8 @@ def build_model(config: dict, name: str, out: str | Path, threads: int = 1, log=
 
 
 def main(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    from ilr.config import load
+
+    config = load(args.config)
     build_model(config, args.model, args.out, threads=args.threads)
     return 0
