@@ -110,17 +110,21 @@ def _check_duplicates(node, source: str, path: tuple = (), seen: set | None = No
 def parse_yaml(text: str, source: str, at: tuple = ()) -> Any:
     """Parse YAML text (the value of config key path `at`); errors are ConfigErrors naming `source`, the
     line and the column."""
-    try:
-        node = yaml.compose(text, Loader=YamlLoader)
-        if node is not None:
-            _check_duplicates(node, source, at)
-        return yaml.load(text, Loader=YamlLoader)
+    loader = YamlLoader(text)
+    try:   # one parse: the node tree is checked for repeated keys, then constructed
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_duplicates(node, source, at)
+        return loader.construct_document(node)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         what = " ".join(x for x in (e.context, e.problem) if x)
         raise ConfigError(source, "", f"{_where(mark)}: not valid YAML ({what})") from None
     except yaml.YAMLError as e:
         raise ConfigError(source, "", f"not valid YAML ({e})") from None
+    finally:
+        loader.dispose()
 
 
 def load_yaml(path: str | os.PathLike) -> dict:

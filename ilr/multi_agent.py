@@ -29,7 +29,7 @@ def debate(members: dict, prompt_set, records: list[dict], max_new_tokens: int) 
 
 def config_slice(config: dict, models: list[str], benchmark: str) -> dict:
     """The config this stage reads for one pair and benchmark (Snakemake's rerun trigger, ilr.config.stage_spec)."""
-    return {"mode": config["multi_agent"].get("mode", "cooperation"), "evaluation": config["evaluation"],
+    return {"mode": config["multi_agent"]["mode"], "evaluation": config["evaluation"],
             "prompts": config["prompts"], "generation": config["generation"], "numerics": config["numerics"],
             "benchmark": config["benchmarks"][benchmark],
             "models": {n: config["models"][n]["path"] for n in models}}
@@ -64,7 +64,7 @@ def main(args: argparse.Namespace) -> int:
     from ilr.prompts import load as load_prompts
 
     config = cfg.load(args.config)
-    ev, mode = config["evaluation"], config.get("multi_agent", {}).get("mode", "cooperation")
+    ev, mode = config["evaluation"], config["multi_agent"]["mode"]
     paths = args.model_paths or [config["models"][n]["path"] for n in args.models]
     # the models answer together, so they share the job's GPUs: each vLLM engine takes its part of them
     shared = dict(config, generation={**config["generation"], "gpu_memory_utilization":

@@ -205,14 +205,19 @@ def jobs(config: dict) -> list[dict]:
     return out
 
 
-def plan(config: dict) -> list[dict]:
+def plan(config: dict, source: str = "<config>") -> list[dict]:
     """jobs() with `need` (bytes per GPU), `how` and `fits` for the GPU jobs (CPU jobs: need None)."""
     rows = []
     for job in jobs(config):
         if job["gpus"] == 0:
             rows.append({**job, "need": None, "how": "CPU", "fits": True})
             continue
-        facts = [model_facts(config["models"][n]["path"]) for n in job["names"]]
+        try:
+            facts = [model_facts(config["models"][n]["path"]) for n in job["names"]]
+        except KeyError as e:   # a hub model the plan has no numbers for: the user's to add
+            from ilr.config import ConfigError
+
+            raise ConfigError(source, "models", str(e).strip("'\"")) from None
         host = 0.0
         if job["rule"].startswith("train_"):
             need, how, host = training_need(config, job["run"], facts, job["sizes"], job["gpus"], job["gpu_mem"])
@@ -229,7 +234,7 @@ def check(config: dict, source: str) -> None:
     """Fail (ConfigError) when a GPU job of the study cannot fit its GPUs."""
     from ilr.config import ConfigError
 
-    bad = [r for r in plan(config) if not r["fits"]]
+    bad = [r for r in plan(config, source) if not r["fits"]]
     if bad:
         lines = "; ".join(f"{r['rule']} {r['what']}: {r['need'] / GB:.0f} GB per GPU of {r['gpu_mem'] / GB:.0f} GB "
                           f"({r['how']})" for r in bad)
@@ -245,7 +250,7 @@ def main(args: argparse.Namespace) -> int:
     from ilr import config as cfg
 
     config = cfg.load(args.config)
-    rows = plan(config)
+    rows = plan(config, args.config)
     print(f"{'job':<44} {'GPUs':>4} {'need/GPU':>9} {'GPU':>6}  fits  where")
     for r in rows:
         need = "-" if r["need"] is None else f"{r['need'] / GB:.1f} GB"

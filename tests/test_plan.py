@@ -68,3 +68,10 @@ def test_plan_command(tmp_path, paper):
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
     r = run_ilr("plan", "--config", str(tmp_path / "bad.yaml"))
     assert r.returncode == 1 and " NO " in r.stdout
+
+
+def test_an_unknown_hub_model_is_a_config_error(paper):
+    other = copy.deepcopy(paper)
+    other["models"]["qwen-7b"]["path"] = "someone/unknown-7b"
+    with pytest.raises(cfg.ConfigError, match=r"paper\.yaml: models: someone/unknown-7b: .*model_facts\.yaml"):
+        plan.check(other, "paper.yaml")

@@ -88,10 +88,7 @@ class Rollout:
 
     def guided(self) -> list[int]:
         """The completion as sampled: calls and guidance in context."""
-        ids = list(self.chunks[0])
-        for c, chunk in self.after():
-            ids += c.call_ids + c.guidance_ids + chunk
-        return ids
+        return self.trained("keep")[0]
 
     def stripped(self) -> list[int]:
         """The policy's own text without the calls and guidance (what it must learn to write alone)."""

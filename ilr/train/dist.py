@@ -40,9 +40,9 @@ def per_process(questions_per_step: int, key: str = "training.questions_per_step
     return questions_per_step // n
 
 
-def my_slice(items: list, step_size: int | None = None) -> list:
+def my_slice(items: list) -> list:
     """This process's contiguous share of a step's items (rank order; the same split as TRL's dataloader)."""
-    k = len(items) // world_size() if step_size is None else step_size
+    k = len(items) // world_size()
     return items[rank() * k:(rank() + 1) * k]
 
 

@@ -104,7 +104,6 @@ class GroupCoordinator:
         self.results: dict[str, dict] = {}
         self.dataset_prompt: dict[str, dict[str, str]] = {}   # member -> question id -> its dataset prompt
         self.stop_after: dict[int, bool] = {}                 # step -> the group's decision to stop there
-        self.advantages_of: dict[str, list[float]] = {}       # member -> the advantages of its last rollout
         self.progress = None
 
     def abort(self) -> None:
@@ -131,7 +130,6 @@ class GroupCoordinator:
         self.barrier.wait()
         self.turns.wait(name)
         mine = self.results[name]
-        self.advantages_of[name] = mine["advantages"]
         G = self.args["num_generations"]
         expected = [self.dataset_prompt[name][q["id"]] for q in self.my_questions(step) for _ in self.stages]
         if list(prompts[::G]) != expected:
@@ -339,8 +337,9 @@ def member_trainer_class():
             # generation batch is the step's batch, so TRL's in-batch shuffle would only permute it.
             inputs = self._generate_and_score_completions(generation_batch)
             # The advantages are the coordinator's (config training.advantages: a member's own G completions
-            # as TRL computes them, or pooled over the group's m x G), the ones the rollout log records.
-            mine = self.coordinator.advantages_of[self.member]
+            # as TRL computes them, or pooled over the group's m x G), the ones the rollout log records. The
+            # step's results stay until every member has arrived at the next rollout, this one included.
+            mine = self.coordinator.results[self.member]["advantages"]
             inputs["advantages"] = torch.tensor(mine, dtype=inputs["advantages"].dtype,
                                                 device=inputs["advantages"].device)
             return inputs

@@ -29,7 +29,7 @@ max_new_tokens, save_steps, vf_coef, gae_gamma, gae_lambda, cliprange_value, whi
 critic_learning_rate (null: learning_rate), weight_decay, max_grad_norm (clipped separately for actor
 and critic; under DeepSpeed its own global `gradient_clipping` applies instead), lr_scheduler_type,
 warmup_steps, micro_batch_size (gradient accumulation only; does not change the maths),
-generation_batch_size, save_total_limit.
+generation_batch_size, save_total_limit, gradient_checkpointing (actor and critic).
 
 Distribution (accelerate): actor and critic are one module (`ActorCritic`) prepared once, with one
 optimizer, on whatever `accelerate launch` set up: one process, DDP, or DeepSpeed ZeRO-3 (the
@@ -227,9 +227,8 @@ def train_ppo(config: dict, method: str, model_name: str, seed: int, train_path:
 
     from ilr.generation import TransformersEngine
     from ilr.prompts import encode_prompt, load as load_prompts
-    from ilr.train.common import load_for_training, mixed_precision, publish_dir
-
     from ilr.config import training_args
+    from ilr.train.common import load_for_training, mixed_precision, publish_dir
 
     args = training_args(config, method)   # training: + the method's keys, the schema's defaults filled in
     reward_fn = reward_fn or (lambda record, text: rule_reward(record, text, args["reward_format"]))
@@ -267,6 +266,8 @@ def train_ppo(config: dict, method: str, model_name: str, seed: int, train_path:
     critic.config.pad_token_id = tokenizer.pad_token_id
     for m in (actor, critic):
         disable_dropout_in_model(m)
+        if args["gradient_checkpointing"]:   # recompute activations in backward, as TRL's trainers do
+            m.activation_checkpointing_enable()
     model = ActorCritic(actor, critic)
     model.train()
 
@@ -317,7 +318,7 @@ def train_ppo(config: dict, method: str, model_name: str, seed: int, train_path:
     bar = tqdm(range(start, steps), desc=f"ppo {model_name}", unit="step", initial=start, total=steps,
                disable=not dist.is_main())
     for step in bar:
-        records = dist.my_slice(schedule[step * qps:(step + 1) * qps], my_qps)
+        records = dist.my_slice(schedule[step * qps:(step + 1) * qps])
         torch.manual_seed(stable_seed(seed, step, dist.rank()))
         with _gathered(accelerator, unwrapped.actor):
             engine = TransformersEngine(unwrapped.actor, tokenizer, batch_size=int(args["generation_batch_size"]))

@@ -131,11 +131,6 @@ def eval_targets():
     return [eval_file(m, g, model, seed, b) for (m, g, model, seed), bl in CELLS.items() for b in bl]
 
 
-def table_names():
-    """The tables this config has (ilr/report/registry.py), in the registry's order."""
-    return tables_registry.names(config)
-
-
 def table_targets():
     """What the `tables` rule writes: each table as .md, .csv and .tex under tables/, its figures under figures/."""
     return tables_registry.outputs(config, LAYOUT.tables, LAYOUT.figures)
