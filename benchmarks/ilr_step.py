@@ -59,9 +59,12 @@ def main() -> None:
     for n, path in zip(names, a.models):
         if not (Path(path) / "config.json").is_file():
             sys.exit(f"{path}: no model there; run `make demo` (or pass --models DIR DIR)")
-        config["models"][n] = {"path": str(path), "size": "small"}
+    config["models"] = {n: {"path": str(path), "size": "small"} for n, path in zip(names, a.models)}
     config["groups"] = {"bench": names}
-    config["methods"]["ilr"]["groups"] = ["bench"]
+    config["methods"] = {"grpo": {"trainer": "grpo"},
+                         "ilr": dict(config["methods"]["ilr"], groups=["bench"])}
+    config["tables"] = {"main": {"benchmarks": ["arith"]}}
+    config.pop("multi_agent")
     config["training"].update(steps=a.steps, questions_per_step=a.questions, num_generations=a.G,
                               save_steps=10 ** 6, train_stages=a.stages.split(","))
     config = cfg.validate(config)   # the schema's defaults filled in, as every stage sees them
