@@ -1,6 +1,7 @@
 """Idea3 (METHOD.md section 4): Idea Sharing, Idea Analysis, Idea Fusion for a group of m models.
 
-For each question, in the question's interaction mode (cooperation or competition):
+For each question, in each model's interaction mode (cooperation or competition; one mode for the whole
+group, or one per model with `interaction.irt_rule: per_model`):
 1. Sharing: every model solves the question alone (one completion).
 2. Analysis: every model reads the other models' Sharing outputs and writes an analysis.
 3. Fusion: every model reads the question, its own idea, the peers' ideas and its analysis, and
@@ -14,6 +15,7 @@ Each stage is one batched generation per model over all questions of the step.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ilr.generation import Engine, Sample
@@ -29,13 +31,22 @@ class Idea3Output:
     fusion: list[Sample] = field(default_factory=list)
 
 
-def run_idea3(members: dict[str, Engine], prompt_set: PromptSet, records: list[dict], modes: list[str | None],
+Modes = str | None | Mapping[str, str]   # per question: one mode for every model, None, or name -> mode
+
+
+def run_idea3(members: dict[str, Engine], prompt_set: PromptSet, records: list[dict], modes: list[Modes],
               n_fusion: int, temperature: float, max_new_tokens: int,
               n_sharing: int = 1) -> dict[str, list[Idea3Output]]:
-    """members: name -> the engine that samples from it. Returns, per model, one Idea3Output per record."""
+    """members: name -> the engine that samples from it. modes: per record, the mode of every model (a str),
+    no interaction (None) or each model's own mode (a mapping name -> mode). Returns, per model, one
+    Idea3Output per record."""
     names = list(members)
     out = {n: [Idea3Output() for _ in records] for n in names}
-    interacting = [q for q, mode in enumerate(modes) if mode is not None]
+
+    def mode(q: int, name: str) -> str | None:
+        return modes[q][name] if isinstance(modes[q], Mapping) else modes[q]
+
+    interacting = [q for q, m in enumerate(modes) if m is not None]
     shared = range(len(records)) if n_sharing > 1 else interacting
 
     def generate(name: str, texts: list[str], n: int) -> list[list[Sample]]:
@@ -51,7 +62,7 @@ def run_idea3(members: dict[str, Engine], prompt_set: PromptSet, records: list[d
                 out[name][q].sharing = s[0].text
     if interacting:
         for name in names:  # 2. Analysis
-            texts = [prompt_set.analysis(modes[q], records[q], out[name][q].sharing, peers_of(name, q, "sharing"))
+            texts = [prompt_set.analysis(mode(q, name), records[q], out[name][q].sharing, peers_of(name, q, "sharing"))
                      for q in interacting]
             for q, s in zip(interacting, generate(name, texts, 1)):
                 out[name][q].analysis = s[0].text
@@ -59,7 +70,7 @@ def run_idea3(members: dict[str, Engine], prompt_set: PromptSet, records: list[d
         for q, rec in enumerate(records):
             o = out[name][q]
             o.fusion_prompt = (prompt_set.solve(rec) if modes[q] is None else
-                               prompt_set.fusion(modes[q], rec, o.sharing, peers_of(name, q, "sharing"), o.analysis))
+                               prompt_set.fusion(mode(q, name), rec, o.sharing, peers_of(name, q, "sharing"), o.analysis))
         for q, s in zip(range(len(records)), generate(name, [o.fusion_prompt for o in out[name]], n_fusion)):
             out[name][q].fusion = s
     return out

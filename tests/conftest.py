@@ -141,8 +141,9 @@ def warm_study(tmp_path, tiny_config, warm_models):
             m["helper"] = "tiny-qwen-s"
     cfg["groups"] = {"group1": ["tiny-llama", "tiny-qwen-s"]}
     cfg["multi_agent"]["pairs"] = [["tiny-llama", "tiny-qwen-s"]]
-    for m in ("ilr", "ilr_di_only", "ilr_pc_only", "ilr_ratio"):
-        cfg["methods"][m]["groups"] = ["group1"]
+    for m in cfg["methods"].values():
+        if m["trainer"] == "ilr":
+            m["groups"] = ["group1"]
     for m in cfg["methods"].values():   # AIPO's helper: the stronger of the two warm models
         if "helper" in m:
             m["helper"] = "tiny-qwen-s"
@@ -152,11 +153,12 @@ def warm_study(tmp_path, tiny_config, warm_models):
     path.write_text(yaml.safe_dump(cfg))
     records = mixed_questions(warm_models)
     write_jsonl(tmp_path / "train.jsonl", records)
-    # gamma 0.3 and 0.6; half the questions very hard (D = 1), half very easy (D = 0): both types occur
+    # gamma 0.3 and 0.6; a third of the questions very hard (D = 1: P 0.23 and 0.34, both cooperate), a third
+    # very easy (D = 0: both compete), a third between (D = 0.5: P 0.42 and 0.54, per_model mixes them; mean 0.48)
     for name, g in (("tiny-llama", 0.3), ("tiny-qwen-s", 0.6)):
         write_json(tmp_path / f"{name}.json", {"model": name, "gamma": g})
     write_jsonl(tmp_path / "difficulty.jsonl",
-                [{"id": r["id"], "difficulty": float(i % 2), "ratings": {}} for i, r in enumerate(records)])
+                [{"id": r["id"], "difficulty": (1.0, 0.0, 0.5)[i % 3], "ratings": {}} for i, r in enumerate(records)])
     return cfg, path, tmp_path
 
 

@@ -25,7 +25,7 @@ from ilr.generation import Sample
 from ilr.io import read_jsonl, write_jsonl
 from ilr.prompts import encode_prompt, load as load_prompts
 from ilr.tiny.tokenizer import build_tokenizer
-from ilr.train.aipo import AGENTS, Agents, RolloutBuilder, find_call
+from ilr.train.aipo_rollout import AGENTS, Agents, RolloutBuilder, find_call
 from ilr.train.common import rule_reward
 
 PROMPTS = load_prompts("tiny")
@@ -116,6 +116,14 @@ def test_request_trigger_consults_inserts_guidance_and_strips_it():
     first_call = '3+4=7,<consult agent="verify">is 7 right?</consult>'
     assert continuation["max_new_tokens"] == ARGS["max_new_tokens"] - len(first_call)
     assert r.policy_tokens() <= ARGS["max_new_tokens"]
+    # the prompt every rollout is sampled and trained under, stripped or not: consult_request.txt, the one that
+    # describes the agents (the paper set's differs from its solve prompt; the tiny set's is the solve prompt)
+    from ilr.prompts import encode_prompt, load
+    request_prompt = encode_prompt(tok, PROMPTS.consult_request(Q_CALLS, method()["max_consults"]))
+    assert all(g.prompt_ids == request_prompt for g in groups[0])
+    paper = load("paper")
+    paper_builder = RolloutBuilder(method(), ARGS, paper, tok, Agents(helper, paper, 0.0, 40))
+    assert paper_builder.prompt_text(Q_CALLS) == paper.consult_request(Q_CALLS, 2) != paper.solve(Q_CALLS)
 
 
 def test_trained_sequences_mask_agent_tokens_and_map_post_guidance_tokens():

@@ -15,16 +15,19 @@ from safetensors.torch import load_file
 
 from conftest import REPO, run_ilr, train_args
 from ilr.calibration import advantages, calibrate
-from ilr.interaction import irt_probability, irt_type, ratio_type
+from ilr.interaction import common_type, irt_probability, irt_type, irt_types, ratio_type
 from ilr.io import read_jsonl
 
 MODELS = ("tiny-llama", "tiny-qwen-s")
 
 
-@pytest.mark.parametrize("method", ["ilr", "ilr_di_only", "ilr_pc_only", "ilr_ratio_p0.5"])
-def test_rollout_log_recomputes(warm_study, method):
+@pytest.mark.parametrize("method,irt_rule", [("ilr", "mean"), ("ilr", "per_model"), ("ilr_di_only", "per_model"),
+                                             ("ilr_pc_only", "mean"), ("ilr_ratio_p0.5", "mean")])
+def test_rollout_log_recomputes(warm_study, method, irt_rule):
     cfg, config_path, d = warm_study
     cfg["training"]["advantages"] = "member"   # GRPO "as usual" (pooled: test_pooled_advantages_let_calibration_act)
+    cfg["training"]["reward_format"] = 0.0     # 0/1 rewards: calibration is then inert by construction (below)
+    cfg["interaction"]["irt_rule"] = irt_rule
     config_path.write_text(yaml.safe_dump(cfg))
     out = d / "run"
     proc = run_ilr(*train_args(d, config_path, method, out))
@@ -56,19 +59,28 @@ def test_rollout_log_recomputes(warm_study, method):
             assert r["rule"] == "irt" and r["difficulty"] == difficulty[r["question_id"]]
             P = {n: irt_probability(m["gamma"], r["difficulty"]) for n, m in models.items()}
             assert {n: m["P"] for n, m in models.items()} == pytest.approx(P)
-            assert r["interaction"] == irt_type(P, cfg["interaction"]["irt_rule"])
+            modes = irt_types(P, irt_rule)   # each model's own mode (per_model) or the group's one
+            assert {n: m["interaction"] for n, m in models.items()} == modes
+            assert r["interaction"] == common_type(modes)
+            if irt_rule == "per_model":
+                assert modes == {n: ("cooperation" if P[n] < 0.5 else "competition") for n in models}
+            else:
+                assert set(modes.values()) == {irt_type(P, irt_rule)}
         elif method == "ilr_pc_only":
             assert r["rule"] == "none" and r["interaction"] is None and r["difficulty"] is None
             assert all("analysis" not in m["completions"] for m in models.values())   # no interaction
         else:
             assert r["rule"] == "ratio" and r["p"] == 0.5 and r["difficulty"] is None
             assert r["interaction"] == ratio_type(0.5, 0, r["question_id"])
+            assert all(m["interaction"] == r["interaction"] for m in models.values())
         if r["interaction"] is not None:
             assert all(set(m["completions"]) == {"sharing", "analysis", "fusion"} for m in models.values())
         assert all(len(m["completions"]["fusion"]) == G for m in models.values())
     assert varied, "no question had varied rewards: the warm models never answer right, the test proves nothing"
-    if method == "ilr":
-        assert {r["interaction"] for r in rows} == {"cooperation", "competition"}
+    if irt_rule == "per_model" and method != "ilr_pc_only":   # the D = 0.5 questions (conftest.warm_study)
+        assert "mixed" in {r["interaction"] for r in rows}
+    if method == "ilr":   # both modes occur, for some model
+        assert {m["interaction"] for r in rows for m in r["models"].values()} == {"cooperation", "competition"}
     metrics = read_jsonl(out / "metrics.jsonl")
     assert [m["step"] for m in metrics] == list(range(1, steps + 1))
     # binary rewards, each model's completions normalised: calibration changes no update (METHOD.md section 5)

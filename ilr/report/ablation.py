@@ -46,14 +46,16 @@ def build(config: dict, sources, built: dict) -> list[dict]:
 
 
 def caption(config: dict, rows: list[dict]) -> str:
-    return solo.caption(config, "ablation", TITLE) + calibration_check(config, rows)
+    return (solo.caption(config, "ablation", TITLE) + solo.estimator_text(config, methods(config))
+            + calibration_check(config, rows))
 
 
 def calibration_check(config: dict, rows: list[dict]) -> str:
     """Which calibrated rows are identical by construction to their uncalibrated twin: each training run's
     rollout log says how far calibration moved the advantages its models trained on (calibration_effect,
     ilr/train/ilr.py); where it moved none, Full ILR trains as DI-only and PC-only as GRPO on solo answers."""
-    twin = {"Full ILR": "DI-only", "PC-only": "GRPO on the same solo answers"}
+    twin = {"Full ILR": "DI-only", "PC-only": "GRPO on the same solo answers",
+            "Full ILR (pooled)": "DI-only (pooled)"}
     inert, active = [], []
     for r in rows:
         summaries = [t for t in r.get("training") or [] if t and t.get("calibration")]

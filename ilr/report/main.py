@@ -159,7 +159,31 @@ def caption(config: dict, rows: list[dict]) -> str:
     if spec.get("vs_base"):
         text += (f" Δ {spec['vs_base']} vs Base: each trained row against its model's untrained Base on "
                  f"{spec['vs_base']} (the in-distribution benchmark), the same paired test.")
-    return text
+    labelled = {m.upper(): m for m in single_methods(config)}
+    ilr_m = spec.get("ilr_method", ILR_METHOD)
+    if ilr_m in config["methods"]:
+        labelled["ILR"] = ilr_m
+    return text + solo.estimator_text(config, labelled) + consult_text(rows)
+
+
+def consult_rate(row: dict) -> dict | None:
+    """An AIPO row's consultation rate over its training runs (their training_summary: ilr/train/aipo.py),
+    in all and per agent; None for rows that never consult."""
+    runs = [t for t in row.get("training") or [] if t and "consult_rate" in t]
+    if not runs:
+        return None
+    agents = runs[0]["consult_rate_per_agent"]
+    return {"all": float(np.mean([t["consult_rate"] for t in runs])),
+            **{a: float(np.mean([t["consult_rate_per_agent"][a] for t in runs])) for a in agents}}
+
+
+def consult_text(rows: list[dict]) -> str:
+    rates = [(r, consult_rate(r)) for r in rows]
+    parts = [f"{r['label']} {r['model']} {100 * c['all']:.1f}% ("
+             + ", ".join(f"{a} {100 * v:.1f}%" for a, v in c.items() if a != "all") + ")"
+             for r, c in rates if c]
+    return (" AIPO consultation rate (share of training rollouts that consulted an agent; per agent): "
+            + "; ".join(parts) + ".") if parts else ""
 
 
 def _test_columns(rs: list[dict]) -> list:
@@ -187,6 +211,9 @@ def _test_fields(r: dict) -> dict:
         out.update({"vs_base_column": b["column"], "delta_vs_base": _pct(b["delta"]),
                     "delta_vs_base_ci_low": _pct(b.get("lo")), "delta_vs_base_ci_high": _pct(b.get("hi")),
                     "p_vs_base": None if np.isnan(b["p"]) else round(b["p"], 6)})
+    c = consult_rate(r)
+    if c:
+        out.update({"consult_rate": _pct(c["all"]), **{f"consult_rate_{a}": _pct(v) for a, v in c.items() if a != "all"}})
     t = r.get("test") or {}
     out.update({"vs_baseline": t.get("vs"), "delta_avg": _pct(t.get("delta")), "delta_avg_ci_low": _pct(t.get("lo")),
                 "delta_avg_ci_high": _pct(t.get("hi")),

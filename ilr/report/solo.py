@@ -209,6 +209,43 @@ def seeds_text(config: dict) -> str:
     return text + f"; Base: seed {seeds[0]} (untrained)."
 
 
+ESTIMATOR_KEYS = ("reward_format", "advantages", "scale_rewards")   # what every compared row must share
+
+
+def estimator_of(config: dict, method: str) -> tuple:
+    """The reward and advantage estimator a method trains with (its effective training keys)."""
+    args = cfg.training_args(config, method)
+    return tuple(args[k] for k in ESTIMATOR_KEYS)
+
+
+def describe_estimator(estimator: tuple) -> str:
+    reward_format, advantages, scale = estimator
+    reward = "R = 1 for a correct final answer, else 0" + (
+        f", + {reward_format:g} when the completion states a final answer the grader finds" if reward_format else "")
+    over = "each model's own G completions of the question" if advantages == "member" else \
+        "the group's m x G completions of the question (pooled)"
+    how = {"group": "(R - mean) / std", "batch": "(R - mean) / the step's std", "none": "R - mean"}[scale]
+    return f"reward {reward}; GRPO advantages {how} over {over}"
+
+
+def estimator_text(config: dict, methods: dict[str, str]) -> str:
+    """The caption's sentence on what the rows trained with (label -> method; Base rows have none): the
+    estimator most rows share, then every row that differs, by label."""
+    trained = {label: estimator_of(config, m) for label, m in methods.items() if m != cfg.BASE}
+    if not trained:
+        return ""
+    counts: dict[tuple, int] = {}
+    for e in trained.values():
+        counts[e] = counts.get(e, 0) + 1
+    primary = max(counts, key=counts.get)
+    text = f" Training: {describe_estimator(primary)} (PPO: the same reward, GAE advantages)."
+    for e in counts:
+        if e != primary:
+            labels = ", ".join(lab for lab, x in trained.items() if x == e)
+            text += f" Rows {labels}: {describe_estimator(e)}."
+    return text
+
+
 def caption(config: dict, name: str, title: str) -> str:
     """The protocol statement every solo table's caption opens with."""
     spec = config["tables"][name]

@@ -46,13 +46,18 @@ def rule_reward(record: dict, completion: str, format_weight: float = 0.0) -> fl
     return (1.0 if g.correct else 0.0) + (format_weight if format_weight and g.extracted is not None else 0.0)
 
 
+def checkpoint_step(checkpoint: str | Path | None) -> int:
+    """N of a `checkpoint-N` directory; 0 for None (nothing to resume from)."""
+    return int(Path(checkpoint).name.split("-")[1]) if checkpoint else 0
+
+
 def latest_checkpoint(checkpoint_dir: str | Path) -> Path | None:
     """The newest complete `checkpoint-N` directory (transformers' layout), or None."""
     d = Path(checkpoint_dir)
     if not d.is_dir():
         return None
     done = [p for p in d.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
-    return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
+    return max(done, key=checkpoint_step, default=None)
 
 
 def load_for_training(path: str | Path):
@@ -117,6 +122,71 @@ def grpo_config(args: dict, seed: int, output_dir: Path, rows_per_question: int 
     return GRPOConfig(**kwargs)
 
 
+# ------------------------------------------------------------------ custom rollouts on TRL's seam (ilr, aipo)
+
+def rollout_engine(trainer, use_vllm: bool):
+    """How a TRL trainer's policy samples in a custom rollout: TRL's colocated vLLM engine, or generate() on
+    its weights (gathered under DeepSpeed ZeRO-3)."""
+    from trl.models.utils import unwrap_model_for_generation
+
+    from ilr.generation import TransformersEngine
+    from ilr.vllm_engine import TrainerVLLMEngine
+
+    if use_vllm:
+        return TrainerVLLMEngine(trainer)
+    return TransformersEngine(trainer.model, trainer.processing_class, gather=lambda: unwrap_model_for_generation(
+        trainer.model_wrapped, trainer.accelerator, gather_deepspeed3_params=True))
+
+
+def check_handed(who: str, step: int, prompts: list, expected: list, G: int) -> None:
+    """A custom rollout samples the schedule's questions itself: TRL must have handed it the same ones (every
+    G-th prompt of its batch), else the trained completions would belong to other prompts."""
+    if list(prompts[::G]) != list(expected):
+        raise RuntimeError(f"{who}: TRL handed step {step} other questions than the schedule's share of process "
+                           f"{dist.rank()} (is shuffle_dataset off and the batch size questions_per_step / "
+                           "processes * G * trained stages?)")
+
+
+def seed_rollout(seed: int, kind: str, step: int) -> None:
+    """Seed torch for one step's rollout on this process: from (seed, kind, step, rank) alone, so that a resumed
+    run samples what an uninterrupted one did."""
+    import torch
+
+    torch.manual_seed(stable_seed(seed, kind, step, dist.rank()))
+
+
+def rollout_reward(key: str):
+    """TRL's reward function for a custom rollout that scored its completions itself: it hands the rewards
+    over in the rollout's extra field `key`, which TRL passes back here."""
+    def reward(prompts, completions, **fields):
+        return list(fields[key])
+    reward.__name__ = key
+    return reward
+
+
+# ------------------------------------------------------------------ one TRL run (grpo, aipo, each ILR member)
+
+def model_grpo_config(config: dict, args: dict, seed: int, model_name: str, run_dir: Path,
+                      own_rollouts: bool = False, **overrides):
+    """The GRPOConfig of one trained model: the method's args, checkpoints under `run_dir`, and vLLM's
+    colocated engine when `generation.engine` is vllm. Build it before loading the model: under DeepSpeed
+    ZeRO-3 it makes from_pretrained load the weights sharded (zero.Init)."""
+    from ilr.vllm_engine import trl_vllm_args
+
+    vllm = trl_vllm_args(config["generation"], config["models"][model_name]["size"], own_rollouts=own_rollouts)
+    return grpo_config(args, seed, run_dir / "checkpoints", **{**vllm, **overrides})
+
+
+def grpo_trainer(trainer_class, model, tokenizer, dataset, reward, trl_args, stop, rollout_func=None):
+    """A TRL GRPOTrainer (or subclass) as every run makes it: quiet, stopping on signals through `stop`
+    (preempt.stop_callback), sampling itself or through `rollout_func`."""
+    extra = {"rollout_func": rollout_func} if rollout_func is not None else {}
+    trainer = quiet(trainer_class(model=model, reward_funcs=reward, train_dataset=dataset,
+                                  processing_class=tokenizer, args=trl_args, **extra))
+    trainer.add_callback(stop)
+    return trainer
+
+
 def quiet(trainer):
     """Drop transformers' per-step printing of the log dict: the logs stay in trainer.state.log_history."""
     from transformers.trainer_callback import PrinterCallback
@@ -136,20 +206,21 @@ def records_dataset(records: list[dict], prompt_of):
 SUMMARY = "training_summary.json"   # beside a final checkpoint: what its evaluation records of its training
 
 
-def train_and_save(trainer, run_dir: Path, steps: int, summary: dict | None = None) -> None:
+def train_and_save(trainer, run_dir: Path, steps: int, summary: Callable[[], dict] | None = None) -> None:
     """A single-model TRL trainer's run: resume from its newest checkpoint (its rollout log cut back to it),
-    train, write TRL's log once (metrics.jsonl), then save final/; on a signal, raise preempt.Interrupted
+    train, write TRL's log once (metrics.jsonl), then save final/ with `summary()` (what the run says of
+    itself, computed on the main process once training is done); on a signal, raise preempt.Interrupted
     (the checkpoint is saved)."""
     from ilr.train import preempt
 
     resume = latest_checkpoint(run_dir / "checkpoints")
-    truncate_log(run_dir / "rollouts.jsonl", int(resume.name.split("-")[1]) if resume else 0)
+    truncate_log(run_dir / "rollouts.jsonl", checkpoint_step(resume))
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     if dist.is_main():
         write_jsonl(run_dir / "metrics.jsonl", trainer.state.log_history)
     if trainer.state.global_step < steps:  # stopped on a signal, checkpoint saved
         raise preempt.Interrupted(trainer.state.global_step)
-    save_trainer_final(trainer, run_dir / "final", summary)
+    save_trainer_final(trainer, run_dir / "final", summary() if summary and dist.is_main() else None)
 
 
 def save_trainer_final(trainer, final_dir: Path, summary: dict | None = None) -> None:

@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 
 from ilr.train import dist, preempt
-from ilr.train.common import (grpo_config, load_for_training, question_schedule, quiet, records_dataset,
-                              rule_reward, train_and_save, write_log)
+from ilr.train.common import (grpo_trainer, load_for_training, model_grpo_config, question_schedule,
+                              records_dataset, rule_reward, train_and_save, write_log)
 
 
 def rollout_logger(run_dir: Path, format_weight: float = 0.0):
@@ -50,23 +50,18 @@ def train_grpo(config: dict, method: str, model_name: str, seed: int, train_path
 
     from ilr import config as cfg
     from ilr.prompts import load as load_prompts, trl_prompt
-    from ilr.vllm_engine import trl_vllm_args
 
     args = cfg.training_args(config, method)
     run_dir = Path(out_dir) / model_name
     run_dir.mkdir(parents=True, exist_ok=True)
     prompts = load_prompts(config["prompts"])
-    # the config first: under DeepSpeed ZeRO-3 it makes from_pretrained load the weights sharded (zero.Init)
-    trl_args = grpo_config(args, seed, run_dir / "checkpoints", disable_tqdm=not dist.is_main(),
-                           **trl_vllm_args(config["generation"], config["models"][model_name]["size"]))
+    trl_args = model_grpo_config(config, args, seed, model_name, run_dir, disable_tqdm=not dist.is_main())
     model, tokenizer = load_for_training(config["models"][model_name]["path"])
     schedule = question_schedule(train_path, args["steps"], args["questions_per_step"], seed)
     dataset = records_dataset(schedule, lambda r: trl_prompt(tokenizer, prompts.solve(r)))
     correctness, write_rollouts = rollout_logger(run_dir, args["reward_format"])
-    trainer = quiet(GRPOTrainer(model=model, reward_funcs=correctness, train_dataset=dataset,
-                                processing_class=tokenizer, args=trl_args))
+    trainer = grpo_trainer(GRPOTrainer, model, tokenizer, dataset, correctness, trl_args, preempt.stop_callback())
     trainer.add_callback(write_rollouts)
-    trainer.add_callback(preempt.stop_callback())
     train_and_save(trainer, run_dir, args["steps"])
 
 

@@ -42,12 +42,12 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ilr.calibration import advantages, calibrate, unbiased_std
-from ilr.interaction import irt_probability, irt_type, ratio_type
+from ilr.interaction import COOPERATION, common_type, irt_probability, irt_types, ratio_type
 from ilr.io import read_json, read_jsonl
-from ilr.seeding import stable_seed
 from ilr.train import dist, preempt
-from ilr.train.common import (grpo_config, latest_checkpoint, load_for_training, question_schedule, quiet,
-                              records_dataset, rule_reward, save_trainer_final, truncate_log, write_log)
+from ilr.train.common import (check_handed, checkpoint_step, grpo_trainer, latest_checkpoint, load_for_training,
+                              model_grpo_config, question_schedule, records_dataset, rollout_engine, rollout_reward,
+                              rule_reward, save_trainer_final, seed_rollout, truncate_log, write_log)
 
 
 class Turns:
@@ -130,12 +130,8 @@ class GroupCoordinator:
         self.barrier.wait()
         self.turns.wait(name)
         mine = self.results[name]
-        G = self.args["num_generations"]
-        expected = [self.dataset_prompt[name][q["id"]] for q in self.my_questions(step) for _ in self.stages]
-        if list(prompts[::G]) != expected:
-            raise RuntimeError(f"{name}: TRL handed step {step} other questions than the schedule's share of "
-                               f"process {dist.rank()} (is shuffle_dataset off and the batch size "
-                               "questions_per_step / processes * G * stages?)")
+        check_handed(name, step, prompts, [self.dataset_prompt[name][q["id"]] for q in self.my_questions(step)
+                                           for _ in self.stages], self.args["num_generations"])
         return {"prompt_ids": mine["prompt_ids"], "completion_ids": mine["completion_ids"], "logprobs": None,
                 "ilr_reward": mine["rewards"]}
 
@@ -151,39 +147,26 @@ class GroupCoordinator:
         n = self.args["questions_per_step"]
         return dist.my_slice(self.schedule[step * n:(step + 1) * n])
 
-    def interaction_of(self, record: dict) -> tuple[str | None, dict[str, float] | None]:
+    def interaction_of(self, record: dict) -> tuple[dict[str, str] | None, dict[str, float] | None]:
+        """Each model's mode on this question (None: no interaction) and, under irt, each model's P."""
         rule = self.method["interaction"]
         if rule == "none":
             return None, None
         if rule == "ratio":
-            return ratio_type(self.method["p"], self.seed, record["id"]), None
+            mode = ratio_type(self.method["p"], self.seed, record["id"])
+            return {n: mode for n in self.names}, None
         d = self.difficulty[record["id"]]
         P = {n: irt_probability(self.gamma[n], d, self.interaction_cfg["slope"]) for n in self.names}
-        return irt_type(P, self.interaction_cfg["irt_rule"]), P
-
-    def engine(self, name: str):
-        """How a member samples: TRL's colocated vLLM engine, or generate() on its (gathered) weights."""
-        from trl.models.utils import unwrap_model_for_generation
-
-        from ilr.generation import TransformersEngine
-        from ilr.vllm_engine import TrainerVLLMEngine
-
-        trainer = self.trainers[name]
-        if self.use_vllm:
-            return TrainerVLLMEngine(trainer)
-        return TransformersEngine(trainer.model, trainer.processing_class, gather=lambda: unwrap_model_for_generation(
-            trainer.model_wrapped, trainer.accelerator, gather_deepspeed3_params=True))
+        return irt_types(P, self.interaction_cfg["irt_rule"]), P
 
     def group_rollout(self, step: int) -> dict[str, dict]:
-        import torch
-
         from ilr.idea3 import run_idea3
 
-        torch.manual_seed(stable_seed(self.seed, "rollout", step, dist.rank()))  # independent of resumes
+        seed_rollout(self.seed, "rollout", step)
         questions = self.my_questions(step)
         decided = [self.interaction_of(r) for r in questions]
         G = self.args["num_generations"]
-        outs = run_idea3({n: self.engine(n) for n in self.names}, self.prompts, questions,
+        outs = run_idea3({n: rollout_engine(self.trainers[n], self.use_vllm) for n in self.names}, self.prompts, questions,
                          [mode for mode, _ in decided], G, self.args["temperature"], self.args["max_new_tokens"],
                          n_sharing=G if "sharing" in self.stages else 1)
         results = {n: {"prompt_ids": [], "completion_ids": [], "rewards": [], "advantages": []} for n in self.names}
@@ -241,7 +224,7 @@ class GroupCoordinator:
         rule = self.method["interaction"]
         row = {"step": step + 1, "question_id": record["id"],
                "difficulty": self.difficulty[record["id"]] if rule == "irt" else None,
-               "rule": rule, "interaction": mode, "models": {}}
+               "rule": rule, "interaction": None if mode is None else common_type(mode), "models": {}}
         if rule == "ratio":
             row["p"] = self.method["p"]
         _, raw, calibrated = scored["fusion"]
@@ -250,6 +233,7 @@ class GroupCoordinator:
             completions = {k: v for k, v in (("sharing", o.sharing), ("analysis", o.analysis)) if v is not None}
             completions["fusion"] = [s.text for s in o.fusion]
             row["models"][n] = {"gamma": self.gamma.get(n), "P": None if P is None else P[n],
+                                "interaction": None if mode is None else mode[n],   # this model's own mode
                                 "rewards": raw[n], "calibrated": None if calibrated is None else calibrated[n],
                                 "completions": completions,
                                 # was the idea this model shared right (what its peers read)? None: no sharing
@@ -261,8 +245,9 @@ class GroupCoordinator:
         return row
 
     def metrics(self, step: int, rows: list[dict]) -> dict:
-        metrics = {"step": step + 1,
-                   "cooperation_fraction": sum(r["interaction"] == "cooperation" for r in rows) / len(rows)}
+        # the share of (question, model) pairs in cooperation: under irt_rule per_model, models differ
+        modes = [m["interaction"] for r in rows for m in r["models"].values()]
+        metrics = {"step": step + 1, "cooperation_fraction": sum(x == COOPERATION for x in modes) / len(modes)}
         for n in self.names:
             rewards = [x for r in rows for x in r["models"][n]["rewards"]]
             metrics[f"{n}/reward"] = sum(rewards) / len(rewards)
@@ -358,7 +343,6 @@ def train_ilr(config: dict, method_name: str, group: str, seed: int, train_path:
               ability_files: list[str], difficulty_file: str | None, out_dir: str) -> None:
     from ilr import config as cfg
     from ilr.prompts import trl_prompt
-    from ilr.vllm_engine import trl_vllm_args
 
     method = cfg.method_config(config, method_name)
     args = cfg.training_args(config, method_name)
@@ -380,9 +364,8 @@ def train_ilr(config: dict, method_name: str, group: str, seed: int, train_path:
 
     Trainer = member_trainer_class()
     # every member's config first: under DeepSpeed ZeRO-3 they make from_pretrained load sharded (zero.Init)
-    trl_args = {n: grpo_config(args, seed, run_dir / n / "checkpoints", rows_per_question=len(coordinator.stages),
-                               **trl_vllm_args(config["generation"], config["models"][n]["size"], own_rollouts=True))
-                for n in names}
+    trl_args = {n: model_grpo_config(config, args, seed, n, run_dir / n, own_rollouts=True,
+                                     rows_per_question=len(coordinator.stages)) for n in names}
     for n in names[1:]:
         # accelerate's state is one per process, with one DeepSpeed plugin: the first member's trainer sets it
         # up, the others (same DeepSpeed settings) reuse it instead of bringing their own, which it refuses
@@ -392,17 +375,16 @@ def train_ilr(config: dict, method_name: str, group: str, seed: int, train_path:
         prompt_of = lambda r, tok=tokenizer: trl_prompt(tok, coordinator.prompts.solve(r))  # noqa: E731
         coordinator.dataset_prompt[n] = {r["id"]: prompt_of(r) for r in schedule}
         rows = [r for r in schedule for _ in coordinator.stages]   # a row per (question, trained stage)
-        trainer = quiet(Trainer(
-            model=model, processing_class=tokenizer, train_dataset=records_dataset(rows, prompt_of),
-            reward_funcs=lambda prompts, completions, ilr_reward, **_: list(ilr_reward),
-            rollout_func=coordinator.rollout_func_for(n), args=trl_args[n]))
+        trainer = grpo_trainer(Trainer, model, tokenizer, records_dataset(rows, prompt_of),
+                               rollout_reward("ilr_reward"), trl_args[n],
+                               preempt.stop_callback(coordinator.decide_stop(n)),
+                               rollout_func=coordinator.rollout_func_for(n))
         trainer.coordinator, trainer.member = coordinator, n
-        trainer.add_callback(preempt.stop_callback(coordinator.decide_stop(n)))
         coordinator.trainers[n] = trainer
 
     # Resume every member from the newest step that all of them have checkpointed.
     steps = [latest_checkpoint(run_dir / n / "checkpoints") for n in names]
-    resume_step = min((int(p.name.split("-")[1]) if p else 0) for p in steps)
+    resume_step = min(checkpoint_step(p) for p in steps)
     for log in ("rollouts.jsonl", "metrics.jsonl"):
         truncate_log(run_dir / log, resume_step)
 
