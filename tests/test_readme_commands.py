@@ -1,5 +1,6 @@
-"""Every command the README shows in a ```bash block runs as written, so that a command that drifts from
-the code (a flag in the wrong place, a renamed rule, a profile that plans the wrong study) fails here:
+"""Every command the README and the pages of docs/ show in a ```bash block runs as written, so that a
+command that drifts from the code (a flag in the wrong place, a renamed rule, a profile that plans the
+wrong study) fails here:
 
   snakemake ...          as a dry-run (`-n` added: nothing submits or trains); `--report` needs a finished
                          study, so in a tree without results it must get as far as the first missing table
@@ -9,7 +10,9 @@ the code (a flag in the wrong place, a renamed rule, a profile that plans the wr
   anything else          listed in NOT_RUN with the reason
 
 The commands run in a copy of the working tree without results (the README's commands write under
-results/, and a developer's results would make a dry-run plan nothing).
+results/, and a developer's results would make a dry-run plan nothing). The README is the entry page: it
+stays short (at most 250 lines) and shows the two commands and the paper study's; every relative link of
+the README and of docs/*.md names a file that exists (and a heading of it, for a `#anchor` into Markdown).
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 README = REPO / "README.md"
+PAGES = [README, *sorted((REPO / "docs").glob("*.md"))]      # the README and every page of docs/
+README_MAX_LINES = 250
 
 # first words of commands the README shows but this test does not run, and why
 NOT_RUN = {
@@ -49,7 +54,8 @@ def bash_commands(text: str) -> list[str]:
     return commands
 
 
-COMMANDS = list(dict.fromkeys(bash_commands(README.read_text(encoding="utf-8"))))   # each once, in order
+README_COMMANDS = bash_commands(README.read_text(encoding="utf-8"))
+COMMANDS = list(dict.fromkeys(c for page in PAGES for c in bash_commands(page.read_text(encoding="utf-8"))))
 
 
 def kind(cmd: str) -> str:
@@ -98,8 +104,39 @@ def dry_run(tree: Path, words: list[str]) -> None:
 def test_the_readme_shows_the_commands_of_this_test():
     kinds = [kind(c) for c in COMMANDS]
     assert "unknown" not in kinds, [c for c in COMMANDS if kind(c) == "unknown"]
-    assert "snakemake --profile slurm all" in COMMANDS and "snakemake --profile slurm -n all" in COMMANDS
-    assert {"make demo", "make test"} <= set(COMMANDS)
+    assert "snakemake --profile slurm all" in README_COMMANDS and "snakemake --profile slurm -n all" in COMMANDS
+    assert {"make demo", "make test"} <= set(README_COMMANDS)
+
+
+def test_the_readme_is_an_entry_page():
+    lines = README.read_text(encoding="utf-8").count("\n")
+    assert lines <= README_MAX_LINES, f"README.md has {lines} lines: move detail to a page of docs/"
+
+
+def github_anchor(heading: str) -> str:
+    """GitHub's anchor of a Markdown heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def anchors(page: Path) -> set[str]:
+    text = re.sub(r"^[ \t]*```.*?^[ \t]*```", "", page.read_text(encoding="utf-8"), flags=re.S | re.M)
+    return {github_anchor(h) for h in re.findall(r"^#{1,6} (.+)$", text, re.M)}
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.relative_to(REPO).as_posix())
+def test_links_resolve(page):
+    """Each relative link [text](target) of the page names an existing file, and a heading of it for #anchor."""
+    broken = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text(encoding="utf-8")):
+        if re.match(r"[a-z]+:", target):
+            continue                                   # https:, mailto:
+        path, _, anchor = target.partition("#")
+        dest = (page.parent / path).resolve() if path else page
+        if not dest.exists():
+            broken.append(target)
+        elif anchor and dest.suffix == ".md" and anchor not in anchors(dest):
+            broken.append(target)
+    assert not broken, f"{page.relative_to(REPO)}: {broken}"
 
 
 @pytest.mark.parametrize("cmd", [c for c in COMMANDS if kind(c) == "snakemake"])
@@ -135,6 +172,7 @@ def test_profile_plans_the_paper_study(tree):
 
 
 def test_configfile_before_targets_is_the_documented_pitfall(tree):
-    """Why the README puts targets before --configfile: Snakemake 9 reads `all` as one more config file."""
+    """Why the docs put targets before --configfile (docs/cluster.md): Snakemake 9 reads `all` as one more
+    config file."""
     r = run(tree, [str(BIN / "snakemake"), "--profile", "slurm", "--configfile", "config/paper.yaml", "all", "-n"])
     assert r.returncode != 0 and "No such file or directory: 'all'" in r.stdout + r.stderr
