@@ -130,3 +130,34 @@ def test_scale_in_schema_and_configs():
     assert cfg.load(repo / "config" / "config.yaml")["difficulty"]["scale"] == "spread"
     paper = cfg.load(repo / "config" / "paper.yaml")["difficulty"]
     assert paper["scale"] == "raw" and paper["samples"] > 1 and paper["temperature"] > 0
+
+
+def test_difficulty_stage_spreads_real_ties(warm_study):
+    """`ilr difficulty` (empirical, scale spread) on two warm tiny models and questions they answer right
+    only sometimes: each row carries the raw D_q (1 - pass rate over 2 x 4 answers: a multiple of 1/8), the
+    answers' mean length and the refined D_q, which is `refine` of those two, within half a step (1/16) of the
+    raw value, in the raw order, with more distinct values than the raw one; the figure is written."""
+    import yaml
+
+    from conftest import run_ilr
+
+    from ilr.difficulty import refine
+    from ilr.io import read_jsonl
+
+    cfg, config_path, d = warm_study
+    cfg["difficulty"].update(method="empirical", samples=4, temperature=1.0, max_new_tokens=24, scale="spread")
+    config_path.write_text(yaml.safe_dump(cfg))
+    r = run_ilr("difficulty", "--config", str(config_path), "--group", "group1", "--train", str(d / "train.jsonl"),
+                "--out", str(d / "difficulty.jsonl"), "--figure", str(d / "difficulty.png"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = read_jsonl(d / "difficulty.jsonl")
+    raw = [x["raw"] for x in rows]
+    assert all(abs(8 * x - round(8 * x)) < 1e-9 for x in raw)
+    assert len(set(raw)) < len(raw)                       # the premise: the raw D_q ties
+    assert all(x["tiebreak"] > 0 for x in rows)
+    assert [x["difficulty"] for x in rows] == refine(raw, [x["tiebreak"] for x in rows], "spread")
+    for a in rows:
+        assert abs(a["difficulty"] - a["raw"]) <= 1 / 16 + 1e-12
+        assert all(a["difficulty"] < b["difficulty"] for b in rows if a["raw"] < b["raw"])
+    assert len({x["difficulty"] for x in rows}) > len(set(raw))
+    assert (d / "difficulty.png").read_bytes()[:4] == b"\x89PNG"
