@@ -175,6 +175,23 @@ def test_coop_ratio_measures_cooperation(tmp_path, tiny_config, per_model):
         tmp_path / "tables" / "coop_ratio.md").read_text()
 
 
+def test_coop_ratio_names_a_broken_rollout_log(tmp_path):
+    """A rollout log cut off mid-line (a killed job) is an error naming the file and line, not a wrong share."""
+    from ilr.io import DataError
+    from ilr.report.coop_ratio import cooperation_share
+
+    log = tmp_path / "rollouts.jsonl"
+    log.write_text(json.dumps({"interaction": "cooperation", "models": {"a": {}}}) + "\n"
+                   + json.dumps({"interaction": "competition", "models": {"a": {}}})[:20])
+    with pytest.raises(DataError, match=r"rollouts\.jsonl, line 2: not valid JSON"):
+        cooperation_share([log], "a")
+    log.write_text(json.dumps({"interaction": "mixed", "models": {"a": {"interaction": "cooperation"},
+                                                                   "b": {"interaction": "competition"}}}) + "\n\n"
+                   + json.dumps({"interaction": None, "models": {"a": {}, "b": {}}}) + "\n")
+    assert cooperation_share([log, tmp_path / "absent.jsonl"], "a") == (1.0, [str(tmp_path / "absent.jsonl")])
+    assert cooperation_share([log], "b") == (0.0, [])   # the line without interaction does not count
+
+
 def test_merged_column_pools_questions(tmp_path, tiny_config):
     c = tiny_config
     c["tables"]["main"]["benchmarks"] = ["arith", {"name": "HARD", "merge": ["arith_hard", "arith_code"]}]

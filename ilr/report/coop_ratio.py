@@ -12,12 +12,13 @@ share: the sweep at its p, IRT (red) at the share it measured, the 95% CI as err
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 
 from ilr import config as cfg
-from ilr.io import atomic_path, iter_jsonl
+from ilr.io import DataError, atomic_path
 from ilr.layout import Layout
 from ilr.report import solo
 
@@ -84,12 +85,28 @@ def cooperation_share(logs: list[Path], model: str) -> tuple[float | None, list[
         if not path.exists():
             missing.append(str(path))
             continue
-        for _, row in iter_jsonl(path):
+        for row in stream_jsonl(path):
             kind = question_type(row, model)
             if kind is not None:
                 total += 1
                 coop += kind == "cooperation"
     return (coop / total if total else None), missing
+
+
+def stream_jsonl(path: Path):
+    """The objects of a JSON Lines file one line at a time: a paper-scale rollout log (11,000 questions x m x G
+    completions of up to 1,024 tokens) runs to gigabytes, more than the tables job's memory should hold."""
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}, line {lineno}: not valid JSON ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{path}, line {lineno}: not a JSON object")
+            yield row
 
 
 def format_share(share: float | None) -> str:
