@@ -4,6 +4,7 @@ quotes; sampled ratings average; `difficulty.scale` refines the raw D_q as docum
 from __future__ import annotations
 
 import statistics
+from pathlib import Path
 
 import pytest
 
@@ -122,14 +123,31 @@ def test_sampled_ratings_average():
 
 def test_scale_in_schema_and_configs():
     """`difficulty.scale` is a schema key with a default (older configs load as raw); both configs name it."""
-    from pathlib import Path
-
     from ilr import config as cfg
 
     repo = Path(__file__).resolve().parents[1]
     assert cfg.load(repo / "config" / "config.yaml")["difficulty"]["scale"] == "spread"
     paper = cfg.load(repo / "config" / "paper.yaml")["difficulty"]
     assert paper["scale"] == "raw" and paper["samples"] > 1 and paper["temperature"] > 0
+
+
+def test_spread_needs_sampled_answers(tmp_path):
+    """spread's second signal is the sampled answers' length: with self_rank (no answers) it would change
+    nothing, so the config is refused, naming the key."""
+    import yaml
+
+    from ilr import config as cfg
+
+    repo = Path(__file__).resolve().parents[1]
+    c = yaml.safe_load((repo / "config" / "paper.yaml").read_text())
+    c["difficulty"]["scale"] = "spread"
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(c))
+    with pytest.raises(cfg.ConfigError, match=r"difficulty\.method: 'empirical' was expected"):
+        cfg.load(path)
+    c["difficulty"]["scale"] = "percentile"   # a percentile needs no second signal
+    path.write_text(yaml.safe_dump(c))
+    assert cfg.load(path)["difficulty"]["scale"] == "percentile"
 
 
 def test_difficulty_stage_spreads_real_ties(warm_study):
