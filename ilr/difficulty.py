@@ -11,9 +11,9 @@ Methods (config `difficulty.method`):
 Then `difficulty.scale` (choice) refines the raw value (`refine`):
 - raw: D_q as above (m models x k samples give only m k + 1 values);
 - spread: ties of the raw value broken by a second signal (the mean length of the sampled answers, longer =
-  harder; only `empirical` samples answers: the schema refuses spread with another method), each tie group spread over the band halfway to its neighbouring
-  raw values: D_q stays within half a step of the raw value, on its scale (1 - pass rate, comparable with
-  gamma in IRT's P), and the order of the raw values is kept;
+  harder; only `empirical` samples answers: the schema refuses spread with another method), each tie group
+  spread over the band halfway to its neighbouring raw values: D_q stays within half a step of the raw value,
+  on its scale (1 - pass rate, comparable with gamma in IRT's P), and the order of the raw values is kept;
 - percentile: the mid-rank percentile of (raw, second signal) over the training set: uniform on (0, 1) by
   construction, so P(q, i) < 0.5 picks the hardest 1 - gamma_i share of the questions (METHOD.md section 2).
 Output: one JSON line per question {id, difficulty, raw, tiebreak, ratings: {model: value or null}} and the
