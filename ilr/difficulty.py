@@ -2,12 +2,21 @@
 
 Methods (config `difficulty.method`):
 - self_rank (paper's "self-ranking", choice of protocol): each model of the group rates each question
-  from 1 to 10 with the `rate_difficulty` prompt (greedy); the integer s gives (s - 1) / 9; an
-  unparseable rating is missing; D_q is the mean over the models that rated it, and a question no
-  model rated gets the median of the others.
+  from 1 to 10 with the `rate_difficulty` prompt, `samples` times at `temperature` (once when greedy);
+  the integer s gives (s - 1) / 9; a model's value is the mean of its parseable ratings (missing when
+  none parses); D_q is the mean over the models that rated it, and a question no model rated gets the
+  median of the others.
 - empirical: D_q = 1 - mean pass rate over `samples` completions per model of the group.
 - level: the MATH level / 5 (metadata `level`, e.g. "Level 3").
-Output: one JSON line per question {id, difficulty, ratings: {model: value or null}} and the
+Then `difficulty.scale` (choice) refines the raw value (`refine`):
+- raw: D_q as above (m models x k samples give only m k + 1 values);
+- spread: ties of the raw value broken by a second signal (the mean length of the sampled answers, longer =
+  harder; only `empirical` samples answers: the schema refuses spread with another method), each tie group
+  spread over the band halfway to its neighbouring raw values: D_q stays within half a step of the raw value,
+  on its scale (1 - pass rate, comparable with gamma in IRT's P), and the order of the raw values is kept;
+- percentile: the mid-rank percentile of (raw, second signal) over the training set: uniform on (0, 1) by
+  construction, so P(q, i) < 0.5 picks the hardest 1 - gamma_i share of the questions (METHOD.md section 2).
+Output: one JSON line per question {id, difficulty, raw, tiebreak, ratings: {model: value or null}} and the
 histogram (0.01 bins, the paper's Fig. 4).
 """
 
@@ -56,7 +65,68 @@ def combine(ratings: list[dict[str, float | None]]) -> list[float | None]:
     return [fill if d is None else d for d in means]
 
 
-def rate_with_models(config: dict, models: list[str], records: list[dict]) -> list[dict[str, float | None]]:
+SCALES = ("raw", "spread", "percentile")
+
+
+def _mid_ranks(keys: list, within: list[int]) -> dict[int, float]:
+    """Mid-rank percentile of each index of `within` among them by `keys`: (#below + #equal / 2) / n, in (0, 1);
+    equal keys share one value."""
+    n, out = len(within), {}
+    ordered = sorted(within, key=lambda i: keys[i])
+    start = 0
+    while start < n:
+        end = start
+        while end < n and keys[ordered[end]] == keys[ordered[start]]:
+            end += 1
+        for i in ordered[start:end]:
+            out[i] = (start + (end - start) / 2) / n
+        start = end
+    return out
+
+
+def refine(raw: list[float], tiebreak: list[float | None] | None, scale: str) -> list[float]:
+    """D_q on `difficulty.scale` (module docstring) from the raw values and a second signal (higher = harder;
+    None or missing: no second signal, ties stay ties).
+
+    spread: a tie group of raw value v owns the band from halfway to the next lower distinct raw value to
+    halfway to the next higher one (at the ends, the inner half-gap mirrored, clipped to [0, 1]); its
+    questions sit at their mid-rank t in (0, 1) by the second signal: D = low + t (high - low). The bands only
+    touch at their edges and t never reaches them, so questions of different raw values never swap or tie.
+    A group the second signal does not separate at all keeps its raw value.
+    """
+    if scale not in SCALES:
+        raise ValueError(f"difficulty.scale {scale!r}: expected one of {SCALES}")
+    if scale == "raw":
+        return list(raw)
+    second = [0.0 if t is None else float(t) for t in (tiebreak or [None] * len(raw))]
+    everyone = list(range(len(raw)))
+    # equal means summed in another order ((2 + 4) / 2 vs (1 + 5) / 2, over 9) may differ in the last bit
+    key = [round(float(r), 12) for r in raw]
+    if scale == "percentile":
+        ranks = _mid_ranks([(r, t) for r, t in zip(key, second)], everyone)
+        return [ranks[i] for i in everyone]
+    values = sorted(set(key))
+    if len(values) == 1:  # no neighbouring value to scale a band by: nothing to spread over
+        return list(raw)
+    out = list(raw)
+    for k, v in enumerate(values):
+        below = (v - values[k - 1]) / 2 if k > 0 else None
+        above = (values[k + 1] - v) / 2 if k + 1 < len(values) else None
+        low = max(0.0, v - (below if below is not None else above))
+        high = min(1.0, v + (above if above is not None else below))
+        group = [i for i in everyone if key[i] == v]
+        if len({second[i] for i in group}) == 1:   # nothing separates them: they keep the raw value
+            continue
+        for i, t in _mid_ranks(second, group).items():
+            out[i] = low + t * (high - low)
+    return out
+
+
+def rate_with_models(config: dict, models: list[str], records: list[dict]
+                     ) -> tuple[list[dict[str, float | None]], list[float | None]]:
+    """Per question each model's value ({model: value or None}) and the second signal for `refine` (the mean
+    length in characters of every model's sampled answers: `empirical`; None for `self_rank`, which samples
+    no answer)."""
     import torch
 
     from ilr.evaluate import answer_and_grade
@@ -67,24 +137,36 @@ def rate_with_models(config: dict, models: list[str], records: list[dict]) -> li
     spec = config["difficulty"]
     prompts = load_prompts(config["prompts"])
     ratings: list[dict[str, float | None]] = [{} for _ in records]
+    lengths: list[list[int]] = [[] for _ in records]
     for name in models:
         engine = open_engine(config, config["models"][name]["path"], config["models"][name]["size"])
         # sampled ratings (T > 0) are the same in every run and whatever the group's order
         torch.manual_seed(stable_seed("difficulty", name))
         if spec["method"] == "self_rank":
-            outs = engine.sample_texts([prompts.rate_difficulty(r) for r in records], n=1,
+            # several greedy ratings would repeat one another: one, unless sampled
+            n = spec.get("samples", 1) if spec["temperature"] > 0 else 1
+            outs = engine.sample_texts([prompts.rate_difficulty(r) for r in records], n=n,
                                        max_new_tokens=spec["max_new_tokens"], temperature=spec["temperature"],
                                        progress=True)
-            values = [parse_rating(o[0].text) for o in outs]
+            values = [mean_rating([parse_rating(o.text) for o in group]) for group in outs]
         else:  # empirical
             graded = answer_and_grade(engine, prompts, records, spec["samples"], spec["temperature"],
                                       spec["max_new_tokens"], progress=True)
             k = spec["samples"]
             values = [1.0 - sum(g["correct"] for g in graded[i * k:(i + 1) * k]) / k for i in range(len(records))]
+            for i in range(len(records)):
+                lengths[i] += [len(g["completion"]) for g in graded[i * k:(i + 1) * k]]
         for row, v in zip(ratings, values):
             row[name] = v
         del engine
-    return ratings
+    tiebreak = [sum(x) / len(x) if x else None for x in lengths]
+    return ratings, tiebreak
+
+
+def mean_rating(values: list[float | None]) -> float | None:
+    """A model's value from its sampled ratings: the mean of those that parse; None when none does."""
+    known = [v for v in values if v is not None]
+    return sum(known) / len(known) if known else None
 
 
 def save_histogram(difficulties: list[float], path: str, title: str) -> None:
@@ -141,15 +223,20 @@ def main(args: argparse.Namespace) -> int:
     method = config["difficulty"]["method"]
     models = config["groups"][args.group]
     records = read_jsonl(args.train)
+    scale = config["difficulty"].get("scale", "raw")
     if method == "level":
-        ratings = [{"level": parse_level(r)} for r in records]
+        ratings, tiebreak = [{"level": parse_level(r)} for r in records], None
     else:
-        ratings = rate_with_models(config, models, records)
-    difficulties = combine(ratings)
-    write_jsonl(args.out, ({"id": r["id"], "difficulty": d, "ratings": rt}
-                           for r, d, rt in zip(records, difficulties, ratings)))
+        ratings, tiebreak = rate_with_models(config, models, records)
+    raw = combine(ratings)
+    difficulties = refine(raw, tiebreak, scale)
+    second = tiebreak or [None] * len(records)
+    write_jsonl(args.out, ({"id": r["id"], "difficulty": d, "raw": x, "tiebreak": t, "ratings": rt}
+                           for r, d, x, t, rt in zip(records, difficulties, raw, second, ratings)))
     if args.figure:
         save_histogram(difficulties, args.figure,
-                       f"Difficulty of the training questions ({method}, {args.group}: {' + '.join(models)})")
-    print(f"difficulty[{args.group}] ({method}): mean {statistics.mean(difficulties):.3f} over {len(records)}")
+                       f"Difficulty of the training questions ({method}, scale {scale}, {args.group}: "
+                       f"{' + '.join(models)})")
+    print(f"difficulty[{args.group}] ({method}, scale {scale}): mean {statistics.mean(difficulties):.3f}, "
+          f"{len(set(difficulties))} distinct values over {len(records)} questions")
     return 0

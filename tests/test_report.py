@@ -54,6 +54,27 @@ def fake_multi_agent(config: dict, ma_dir: Path) -> None:
                    {"benchmark": bench, "models": models, "idea3_mode": "cooperation", "settings": settings})
 
 
+def fake_rollouts(config: dict, results: Path, shares: dict, n: int = 20, per_model: bool = False) -> None:
+    """A rollout log (METHOD.md "Rollout log", the fields the coop_ratio table reads) for every run and seed
+    of the coop_ratio rows: n questions per seed, of which round(share x n) are cooperative for each model,
+    `shares[run][model]`. per_model: each model has its own type (`models.<name>.interaction`) and the
+    top-level `interaction` is the common type or "mixed", as with `interaction.irt_rule: per_model`."""
+    from ilr.io import write_jsonl
+    from ilr.layout import Layout
+
+    spec = config["tables"]["coop_ratio"]
+    g, members = spec["group"], config["groups"][spec["group"]]
+    for run, by_model in shares.items():
+        for seed in config["seeds"]:
+            rows = []
+            for q in range(n):
+                kinds = {m: "cooperation" if q < round(by_model[m] * n) else "competition" for m in members}
+                top = kinds[members[0]] if len(set(kinds.values())) == 1 else "mixed"
+                rows.append({"step": 1 + q // 4, "question_id": f"q{q}", "rule": "irt", "interaction": top,
+                             "models": {m: ({"interaction": kinds[m]} if per_model else {}) for m in members}})
+            write_jsonl(Path(Layout(str(results)).run_dir(run, g, seed)) / "rollouts.jsonl", rows)
+
+
 @pytest.fixture()
 def tiny_config():
     return cfg.load(REPO / "config" / "config.yaml")
@@ -106,9 +127,69 @@ def test_tables_from_fake_evals(tmp_path, tiny_config):
     coop = list(csv.DictReader(open(tmp_path / "tables" / "coop_ratio.csv")))
     assert [r["row"] for r in coop if r["model"] == "tiny-llama"][-1] == "IRT"
     assert len(coop) == 2 * (len(tiny_config["methods"]["ilr_ratio"]["p"]) + 1)  # 2 models x (each p, IRT)
+    assert all(r["cooperation"] == "" for r in coop)   # no training run here: no rollout log, no share
+    assert "No rollout log" in (tmp_path / "tables" / "coop_ratio.md").read_text()
     ab = list(csv.DictReader(open(tmp_path / "tables" / "ablation.csv")))
     assert {r["row"] for r in ab} == {"Full ILR", "DI-only", "PC-only"}
     assert (tmp_path / "figures" / "coop_ratio.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("per_model", [False, True])
+def test_coop_ratio_measures_cooperation(tmp_path, tiny_config, per_model):
+    """coop_ratio.csv's `cooperation`: every row's share of cooperative questions, read from its runs' rollout
+    logs, IRT included; with a per-model rule each model's own type (the top-level one reads "mixed"). The
+    figure places IRT at that share. A missing log leaves the cell empty and the caption names the row."""
+    from ilr.report import coop_ratio
+
+    c = tiny_config
+    g = c["tables"]["coop_ratio"]["group"]
+    first, second = c["groups"][g]
+    runs = cfg.method_runs(c, "ilr_ratio")
+    shares = {run: {first: float(cfg.method_config(c, run)["p"]), second: float(cfg.method_config(c, run)["p"])}
+              for run in runs}
+    # IRT: the two models differ only where each has its own type; otherwise the top-level type holds for both
+    shares["ilr"] = {first: 0.7, second: 0.3} if per_model else {first: 0.45, second: 0.45}
+    fake_evals(c, tmp_path / "eval")
+    fake_rollouts(c, tmp_path, shares, per_model=per_model)
+    tables.write_tables(c, tmp_path / "eval", tmp_path / "tables", tmp_path / "figures")
+    coop = {(r["model"], r["row"]): r for r in csv.DictReader(open(tmp_path / "tables" / "coop_ratio.csv"))}
+    for run in runs:
+        p = cfg.method_config(c, run)["p"]
+        for m in (first, second):
+            assert float(coop[(m, f"p = {cfg.format_p(p)}")]["cooperation"]) == pytest.approx(p)
+    for m in (first, second):
+        assert float(coop[(m, "IRT")]["cooperation"]) == pytest.approx(shares["ilr"][m])
+    md = (tmp_path / "tables" / "coop_ratio.md").read_text()
+    assert "Cooperation" in md and "rollout logs" in md and "No rollout log" not in md
+    assert (tmp_path / "figures" / "coop_ratio.png").read_bytes()[:4] == b"\x89PNG"
+    # the share the figure plots IRT at is the table's (the figure reads the built rows)
+    rows = coop_ratio.build(c, registry.Sources(tables.EvalStore(tmp_path / "eval"), tmp_path / "multi_agent",
+                                                 tables.PAPER_NUMBERS), {})
+    assert {r["model"]: r["cooperation"] for r in rows if r["label"] == "IRT"} == pytest.approx(shares["ilr"])
+    # one seed's log gone: with one seed the IRT rows have no share left, and the caption says which
+    (Path(tmp_path / "runs" / "ilr" / g / f"seed{c['seeds'][0]}") / "rollouts.jsonl").unlink()
+    tables.write_tables(c, tmp_path / "eval", tmp_path / "tables", tmp_path / "figures")
+    coop = {(r["model"], r["row"]): r for r in csv.DictReader(open(tmp_path / "tables" / "coop_ratio.csv"))}
+    assert coop[(first, "IRT")]["cooperation"] == "" and coop[(first, "p = 0.5")]["cooperation"] != ""
+    assert f"No rollout log (cooperation n/a or from the seeds that have one): IRT {first}" in (
+        tmp_path / "tables" / "coop_ratio.md").read_text()
+
+
+def test_coop_ratio_names_a_broken_rollout_log(tmp_path):
+    """A rollout log cut off mid-line (a killed job) is an error naming the file and line, not a wrong share."""
+    from ilr.io import DataError
+    from ilr.report.coop_ratio import cooperation_share
+
+    log = tmp_path / "rollouts.jsonl"
+    log.write_text(json.dumps({"interaction": "cooperation", "models": {"a": {}}}) + "\n"
+                   + json.dumps({"interaction": "competition", "models": {"a": {}}})[:20])
+    with pytest.raises(DataError, match=r"rollouts\.jsonl, line 2: not valid JSON"):
+        cooperation_share([log], "a")
+    log.write_text(json.dumps({"interaction": "mixed", "models": {"a": {"interaction": "cooperation"},
+                                                                   "b": {"interaction": "competition"}}}) + "\n\n"
+                   + json.dumps({"interaction": None, "models": {"a": {}, "b": {}}}) + "\n")
+    assert cooperation_share([log, tmp_path / "absent.jsonl"], "a") == (1.0, [str(tmp_path / "absent.jsonl")])
+    assert cooperation_share([log], "b") == (0.0, [])   # the line without interaction does not count
 
 
 def test_merged_column_pools_questions(tmp_path, tiny_config):
@@ -380,7 +461,12 @@ def test_paper_numbers_side_by_side(tmp_path):
     assert key[("coop_ratio", "llama-8b", "IRT", "Avg")]["approx"] == "True"
     assert not any(r["row"] == "p = 0.5" for r in rows)  # p = 0.5 is not in the sweep: not produced
     assert float(key[("multi_agent", "qwen-14b", "pair llama-8b+qwen-14b", "Idea3 (math500)")]["paper"]) == 82.00
-    assert len(rows) == 55
+    # Qwen-14B's ILR AIME 23.33: the source names no group for it, so it is compared once with each ILR row
+    # of the model as the unattributed `ilr/*` entry, never as ILR-Group3's own number
+    aime = [r for r in rows if r["model"] == "qwen-14b" and r["column"] == "AIME" and r["row"].startswith("ILR-")]
+    assert sorted(r["row"] for r in aime) == ["ILR-group2", "ILR-group3"]
+    assert all(float(r["paper"]) == 23.33 and "does not name the group" in r["note"] for r in aime)
+    assert len(rows) == 54
     tex = (tmp_path / "tables" / "paper_vs_reproduced.tex").read_text()
     assert "\\toprule" in tex and "solo" in tex
 

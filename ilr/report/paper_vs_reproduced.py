@@ -62,7 +62,9 @@ def caption(config: dict, rows: list[dict]) -> str:
     text = (f"{TITLE}: every number of ilr/report/paper_numbers.yaml (the paper's tables, "
             f"transcribed with their sources) that this study's runs produce, matched by model (the hub id of "
             f"`models.<name>.path`), row and column. Reproduced: accuracy (%) with its 95% bootstrap CI; "
-            f"Δ = reproduced − paper, in points; ~ marks a paper number read off a figure. "
+            f"Δ = reproduced − paper, in points; ~ marks a paper number read off a figure. A number the source "
+            f"gives to no single row (ILR's AIME column names no group) is set beside every row it may belong "
+            f"to, and its note says so. "
             f"{solo.SOLO} (The multi-agent rows are not solo: see T4.) Decoding: {solo.decoding_text(config)}. "
             f"{solo.seeds_text(config)}")
     if not rows:
