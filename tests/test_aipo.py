@@ -410,7 +410,8 @@ def test_rollout_log_recomputes_every_reward_and_the_stuck_decision(runs):
             record = records[line["question_id"]]
             assert line["stuck"] == (not any(line["plain_rewards"]))
             for r in line["rollouts"]:
-                assert r["reward"] == pytest.approx(rule_reward(record, r["completion"]) - 0.1 * len(r["consults"]))
+                fmt = c["training"]["reward_format"]
+                assert r["reward"] == pytest.approx(rule_reward(record, r["completion"], fmt) - 0.1 * len(r["consults"]))
                 assert len(r["consults"]) == int(line["stuck"])
                 for k in r["consults"]:
                     assert k["agent"] == AGENTS[pos % 3] and k["request"] is None and k["guidance"]

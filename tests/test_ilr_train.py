@@ -163,7 +163,8 @@ def test_trained_stages(warm_study, stages):
         for n, m in r["models"].items():
             sharing = m["sharing"]
             assert len(sharing["completions"]) == 4
-            assert sharing["rewards"] == [rule_reward(records[r["question_id"]], t) for t in sharing["completions"]]
+            fmt = cfg["training"]["reward_format"]
+            assert sharing["rewards"] == [rule_reward(records[r["question_id"]], t, fmt) for t in sharing["completions"]]
             assert sharing["calibrated"] == pytest.approx(expected[n])
             assert m["completions"]["sharing"] == sharing["completions"][0]   # the idea the peers read
             assert len(m["completions"]["fusion"]) == 4

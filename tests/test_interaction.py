@@ -7,7 +7,8 @@ import math
 
 import pytest
 
-from ilr.interaction import AGGREGATES, COMPETITION, COOPERATION, irt_probability, irt_type, ratio_type
+from ilr.interaction import (AGGREGATES, COMPETITION, COOPERATION, MIXED, common_type, irt_probability, irt_type,
+                             irt_types, ratio_type)
 
 # --- irt_probability: P(q, i) = 1 / (1 + exp(-slope (gamma_i - D_q))) -------------------------------------
 
@@ -136,3 +137,25 @@ def test_ratio_type_is_monotone_in_p():
         types = [ratio_type(p, 0, q) for p in (0.0, 0.2, 0.5, 0.8, 1.0)]
         first = types.index(COOPERATION) if COOPERATION in types else len(types)
         assert types == [COMPETITION] * first + [COOPERATION] * (len(types) - first)
+
+
+def test_per_model_rule_gives_each_model_its_own_type():
+    """irt_rule per_model (the paper's reading): each model against its own P; a weak and a strong model split on
+    a question of middling difficulty, where every group rule gives both one type."""
+    gammas = {"weak": 0.3, "strong": 0.8}
+    P = {n: irt_probability(g, 0.55) for n, g in gammas.items()}            # 0.396 and 0.605
+    assert irt_types(P, "per_model") == {"weak": COOPERATION, "strong": COMPETITION}
+    assert common_type(irt_types(P, "per_model")) == MIXED
+    for rule in AGGREGATES:
+        types = irt_types(P, rule)
+        assert set(types) == set(P) and len(set(types.values())) == 1
+        assert common_type(types) == irt_type(P, rule)
+    # where every model finds the question hard (or easy), per_model agrees with every group rule
+    for d, want in ((1.0, COOPERATION), (0.0, COMPETITION)):
+        P = {n: irt_probability(g, d) for n, g in gammas.items()}
+        assert all(irt_types(P, rule) == {n: want for n in P} for rule in ("per_model", *AGGREGATES))
+
+
+def test_unknown_irt_rule_is_named():
+    with pytest.raises(ValueError, match="irt_rule.*'median'"):
+        irt_types({"a": 0.4}, "median")

@@ -111,9 +111,10 @@ def test_tables_from_fake_evals(tmp_path, tiny_config):
         assert f"## {model}" in md
     assert "| ILR-group1 |" in md and "| GRPO |" in md and "| PPO |" in md and "| Base |" in md
     rows = list(csv.DictReader(open(tmp_path / "tables" / "main.csv")))
-    # tiny-llama: Base, GRPO, PPO, AIPO, ILR-group1, ILR-group2
+    # tiny-llama: Base, GRPO, PPO, AIPO, ILR-group1, ILR-group2, ILR-trio (the group of three)
     assert [r["row"] for r in rows if r["model"] == "tiny-llama"] == ["Base", "GRPO", "PPO", "AIPO", "ILR-group1",
-                                                                      "ILR-group2"]
+                                                                      "ILR-group2", "ILR-trio"]
+    assert {r["model"] for r in rows if r["row"] == "ILR-trio"} == set(tiny_config["groups"]["trio"])
     # AIPO is compared with its model's GRPO row, ILR with the best of GRPO and PPO
     assert all(x["vs_baseline"] == "GRPO" and 0 <= float(x["p_value"]) <= 1 for x in rows if x["row"] == "AIPO")
     r = rows[0]
@@ -130,7 +131,7 @@ def test_tables_from_fake_evals(tmp_path, tiny_config):
     assert all(r["cooperation"] == "" for r in coop)   # no training run here: no rollout log, no share
     assert "No rollout log" in (tmp_path / "tables" / "coop_ratio.md").read_text()
     ab = list(csv.DictReader(open(tmp_path / "tables" / "ablation.csv")))
-    assert {r["row"] for r in ab} == {"Full ILR", "DI-only", "PC-only"}
+    assert {r["row"] for r in ab} == {"Full ILR", "DI-only", "PC-only", "Full ILR (pooled)", "DI-only (pooled)"}
     assert (tmp_path / "figures" / "coop_ratio.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -601,3 +602,31 @@ def test_ablation_caption_flags_rows_identical_by_construction(tmp_path, tiny_co
     assert "Full ILR tiny-llama (group1) (1e-05)" in md and "identical by construction to DI-only" in md
     assert "Full ILR tiny-qwen-s (group1) (up to 0.37)" in md
     assert "PC-only tiny-llama (group1)" in md and "GRPO on the same solo answers" in md
+
+
+def test_captions_name_reward_and_estimator_and_aipo_consults(tmp_path, tiny_config):
+    """Every trained table's caption says what its rows trained with; rows that differ (the pooled variants of
+    the ablation) are named with theirs. AIPO rows carry their consultation rate (caption and CSV)."""
+    import pandas as pd
+
+    from ilr.io import read_json
+
+    fake_evals(tiny_config, tmp_path / "eval")
+    for f in (tmp_path / "eval").rglob("*.json"):
+        obj = read_json(f)
+        if obj["summary"]["method"] == "aipo":
+            obj["summary"]["training"] = {"consult_rate": 0.25, "consult_rate_per_agent": {
+                "verify": 0.125, "knowledge": 0.0625, "reasoning": 0.0625}}
+            write_json(f, obj)
+    tables.write_tables(tiny_config, tmp_path / "eval", tmp_path / "tables", tmp_path / "figures")
+    main, ablation = ((tmp_path / "tables" / f"{t}.md").read_text() for t in ("main", "ablation"))
+    primary = ("reward R = 1 for a correct final answer, else 0, + 0.2 when the completion states a final answer "
+               "the grader finds; GRPO advantages (R - mean) / std over each model's own G completions")
+    assert primary in main and primary in ablation
+    assert "Rows " not in main                  # one estimator for every row the main table compares
+    assert "Rows Full ILR (pooled), DI-only (pooled): " in ablation and "(pooled)" in ablation
+    assert "AIPO consultation rate" in main and "25.0% (verify 12.5%, knowledge 6.2%, reasoning 6.2%)" in main
+    csv = pd.read_csv(tmp_path / "tables" / "main.csv")
+    aipo = csv[csv["method"] == "aipo"]
+    assert len(aipo) == 3 and (aipo["consult_rate"] == 25.0).all() and (aipo["consult_rate_verify"] == 12.5).all()
+    assert csv[csv["method"] == "grpo"]["consult_rate"].isna().all()

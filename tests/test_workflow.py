@@ -48,13 +48,14 @@ def test_paper_dryrun_with_slurm_profile(tmp_path):
     stats = job_stats(out)
     cells = cfg.eval_cells(config)
     n_eval = sum(len(b) for b in cells.values())
-    assert stats["evaluate"] == n_eval == 243 + 2 * 27  # granularity: cell; aipo, aipo_keep: 27 cells each
+    # granularity: cell; aipo, aipo_keep: 27 cells each; the trio: 27; the pooled ablation rows: 2 x 18
+    assert stats["evaluate"] == n_eval == 243 + 2 * 27 + 27 + 2 * 18
     assert stats["prepare_train"] == 1 and stats["prepare_benchmark"] == len(config["benchmarks"])
     assert stats["tables"] == 1 and stats["all"] == 1
-    assert stats["ability"] == 3 and stats["difficulty"] == 3
+    assert stats["ability"] == 3 and stats["difficulty"] == len(config["groups"]) == 4   # the pairs and the trio
     assert "build_model" not in stats  # hub ids are not built
     assert stats["train_single"] == 12  # grpo, ppo, aipo, aipo_keep x 3 models
-    assert sum(v for k, v in stats.items() if k.startswith("train_group_")) == 13
+    assert sum(v for k, v in stats.items() if k.startswith("train_group_")) == 13 + 1 + 2 * 2   # trio; pooled
     # every model, group, method run and benchmark of the study has its jobs
     for (method, group, model, seed), benches in cells.items():
         for b in benches:

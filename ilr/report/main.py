@@ -246,10 +246,11 @@ def paper_entries(paper: dict) -> list[dict]:
 
 
 def paper_cells(config: dict, entry: dict, rows: list[dict], model: str) -> list[tuple[str, str, dict]]:
-    """Paper keys: `base`, a single-agent method (`grpo`), `ilr/<group>`, `ilr/*` (any ILR row)."""
+    """Paper keys: `base`, a single-agent method (`grpo`), `ilr/<group>`, `ilr/*` (any ILR row of a pair:
+    the paper trains pairs only, so a group of three, the study's extension, is not compared with it)."""
     key, singles = entry["key"], single_methods(config)
     ilr_m = config["tables"]["main"].get("ilr_method", ILR_METHOD)
     return solo.paper_cells(rows, model, entry["column"], lambda r: (
         (key == "base" and r["method"] == cfg.BASE) or (key == r["method"] and r["method"] in singles)
-        or (key == "ilr/*" and r["label"].startswith("ILR-"))
+        or (key == "ilr/*" and r["method"] == ilr_m and len(config["groups"][r["group"]]) == 2)
         or (key.startswith("ilr/") and r["method"] == ilr_m and r["group"] == key[4:])))
