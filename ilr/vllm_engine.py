@@ -48,14 +48,16 @@ def sampling_args(n: int, temperature: float, max_new_tokens: int, stop_token_id
             "skip_special_tokens": True}
 
 
-def trl_vllm_args(generation: dict, size: str | None = None, own_rollouts: bool = False) -> dict:
+def trl_vllm_args(generation: dict, size: str | None = None) -> dict:
     """GRPOConfig's vLLM keys for training rollouts: vLLM colocated with the training processes.
 
-    `own_rollouts`: the trainer's rollout_func samples (ILR's coordinator, AIPO) and hands TRL no sampling
-    log-probabilities, so TRL's correction for vLLM's sampling mismatch (which needs them) is off."""
+    (choice) TRL's importance-sampling correction for vLLM's sampling mismatch is off for every trainer:
+    ILR's coordinator and AIPO sample through their own rollout_func and hand TRL no sampling
+    log-probabilities (which the correction needs), and the GRPO row must train under the same loss as
+    the ILR rows it is compared with (METHOD.md, "One estimator per comparison")."""
     if generation["engine"] != "vllm":
         return {"use_vllm": False}
-    return {"use_vllm": True, "vllm_mode": "colocate", "vllm_importance_sampling_correction": not own_rollouts,
+    return {"use_vllm": True, "vllm_mode": "colocate", "vllm_importance_sampling_correction": False,
             "vllm_gpu_memory_utilization": float(generation["training_gpu_memory_utilization"]),
             "vllm_tensor_parallel_size": tensor_parallel_size(generation, size),
             "vllm_max_model_length": int(generation["max_model_len"]),

@@ -233,7 +233,7 @@ def train_aipo(config: dict, method_name: str, model_name: str, seed: int, train
     # the helper before the GRPOConfig: under DeepSpeed ZeRO-3 the config makes from_pretrained shard what it
     # loads (zero.Init), and the helper must be whole on every process
     helper = load_helper(config, method)
-    trl_args = model_grpo_config(config, args, seed, model_name, run_dir, own_rollouts=True,
+    trl_args = model_grpo_config(config, args, seed, model_name, run_dir,
                                  disable_tqdm=not dist.is_main())
     model, tokenizer = load_for_training(config["models"][model_name]["path"])
     agents = Agents(helper, prompts, method["helper_temperature"], method["guidance_max_new_tokens"])

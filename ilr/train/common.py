@@ -166,14 +166,13 @@ def rollout_reward(key: str):
 
 # ------------------------------------------------------------------ one TRL run (grpo, aipo, each ILR member)
 
-def model_grpo_config(config: dict, args: dict, seed: int, model_name: str, run_dir: Path,
-                      own_rollouts: bool = False, **overrides):
+def model_grpo_config(config: dict, args: dict, seed: int, model_name: str, run_dir: Path, **overrides):
     """The GRPOConfig of one trained model: the method's args, checkpoints under `run_dir`, and vLLM's
     colocated engine when `generation.engine` is vllm. Build it before loading the model: under DeepSpeed
     ZeRO-3 it makes from_pretrained load the weights sharded (zero.Init)."""
     from ilr.vllm_engine import trl_vllm_args
 
-    vllm = trl_vllm_args(config["generation"], config["models"][model_name]["size"], own_rollouts=own_rollouts)
+    vllm = trl_vllm_args(config["generation"], config["models"][model_name]["size"])
     return grpo_config(args, seed, run_dir / "checkpoints", **{**vllm, **overrides})
 
 

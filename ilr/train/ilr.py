@@ -364,7 +364,7 @@ def train_ilr(config: dict, method_name: str, group: str, seed: int, train_path:
 
     Trainer = member_trainer_class()
     # every member's config first: under DeepSpeed ZeRO-3 they make from_pretrained load sharded (zero.Init)
-    trl_args = {n: model_grpo_config(config, args, seed, n, run_dir / n, own_rollouts=True,
+    trl_args = {n: model_grpo_config(config, args, seed, n, run_dir / n,
                                      rows_per_question=len(coordinator.stages)) for n in names}
     for n in names[1:]:
         # accelerate's state is one per process, with one DeepSpeed plugin: the first member's trainer sets it
