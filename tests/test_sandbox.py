@@ -18,6 +18,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 import uuid
@@ -420,21 +421,28 @@ def test_user_namespace_mode_hides_the_machine_too():
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv") or not os.path.exists("/usr/bin/python3"),
                     reason="needs root, setpriv and a system python3 to run the grader as an ordinary user")
 def test_grader_run_by_an_ordinary_user():
-    """The sandbox module run by user nobody (no root anywhere): a user namespace, or a loud warning."""
-    if not all(os.stat(p).st_mode & 0o005 for p in (REPO, REPO / "ilr", REPO / "ilr" / "grading")):
-        pytest.skip("the repository is not readable by other users")
+    """The sandbox module run by user nobody (no root anywhere): a user namespace, or a loud warning.
+    It runs a copy of the package in a folder every user can read, so the test holds wherever the clone
+    lies (a clone under `mktemp -d` is a 0700 folder that user nobody cannot enter)."""
+    root = Path(tempfile.mkdtemp(prefix="ilr-nobody-", dir="/tmp"))
+    shutil.copytree(REPO / "ilr", root / "ilr", ignore=shutil.ignore_patterns("__pycache__"))
+    for p in [root, *root.rglob("*")]:
+        p.chmod(0o755 if p.is_dir() else 0o644)
     script = textwrap.dedent(f"""
         import json, sys, warnings
-        sys.path.insert(0, {str(REPO)!r})
+        sys.path.insert(0, {str(root)!r})
         from ilr.grading.sandbox import run_python, Limits
         with warnings.catch_warnings(record=True) as w:
             warnings.simplefilter("always")
-            res = run_python("import os; print(os.path.exists({str(REPO)!r}))", Limits(wall_seconds=5))
+            res = run_python("import os; print(os.path.exists({str(root)!r}))", Limits(wall_seconds=5))
         print(json.dumps({{"out": res.stdout.strip(), "iso": res.isolation, "warning": res.warning,
                           "warned": [str(x.message) for x in w]}}))
     """)
-    out = subprocess.run(["setpriv", "--reuid", "nobody", "--regid", "nogroup", "--clear-groups",
-                          "/usr/bin/python3", "-c", script], capture_output=True, text=True, timeout=60, cwd="/")
+    try:
+        out = subprocess.run(["setpriv", "--reuid", "nobody", "--regid", "nogroup", "--clear-groups",
+                              "/usr/bin/python3", "-c", script], capture_output=True, text=True, timeout=60, cwd="/")
+    finally:
+        shutil.rmtree(root)
     assert out.returncode == 0, out.stderr
     seen = json.loads(out.stdout.strip().splitlines()[-1])
     if "userns" in seen["iso"]:
