@@ -59,8 +59,21 @@ def _facts() -> dict:
     return yaml.safe_load(FACTS.read_text(encoding="utf-8"))["models"]
 
 
-def model_facts(path: str) -> Model:
-    """A model's size and shape: counted from a local checkpoint, or looked up for a hub id."""
+def built_facts(build: dict) -> Model:
+    """The size and shape of a tiny model the study builds (models.<name>.build, ilr/tiny/build.py
+    `make_model`), before it exists: the same numbers its config.json will hold."""
+    from ilr.tiny.tokenizer import vocab
+
+    h, layers, heads = int(build["hidden"]), int(build["layers"]), int(build["heads"])
+    inter, n_vocab = int(build.get("intermediate", 2 * h)), len(vocab())
+    # tied embeddings; per layer q, k, v, o (full heads), gate/up/down, two norms; the final norm
+    params = n_vocab * h + layers * (4 * h * h + 3 * h * inter + 2 * h) + h
+    return Model(params=float(params), layers=layers, hidden=h, kv_heads=heads, head_dim=h // heads, vocab=n_vocab)
+
+
+def model_facts(path: str, build: dict | None = None) -> Model:
+    """A model's size and shape: counted from a local checkpoint, computed from the `build:` entry of a
+    model the study has still to build, or looked up for a hub id."""
     local = Path(path) / "config.json"
     if local.is_file():
         c = json.loads(local.read_text(encoding="utf-8"))
@@ -68,6 +81,8 @@ def model_facts(path: str) -> Model:
         return Model(params=_count_params(str(Path(path))), layers=c["num_hidden_layers"], hidden=c["hidden_size"],
                      kv_heads=c.get("num_key_value_heads", heads), head_dim=c.get("head_dim") or c["hidden_size"] // heads,
                      vocab=c["vocab_size"])
+    if build is not None:
+        return built_facts(build)
     if path not in _facts():
         raise KeyError(f"{path}: not a local checkpoint and not in {FACTS.name} (add its config.json numbers there)")
     return Model(**_facts()[path])
@@ -158,7 +173,8 @@ def training_need(config: dict, run: str, models: list[Model], sizes: list[str],
     if method["trainer"] == "aipo":
         # AIPO's frozen helper (ilr/train/aipo.py): bf16 weights, whole on every process, and during the rollout
         # the KV cache of one generate() over `helper_batch_size` agent prompts beside the policy's generation
-        h = model_facts(config["models"][method["helper"]]["path"])
+        helper_model = config["models"][method["helper"]]
+        h = model_facts(helper_model["path"], helper_model.get("build"))
         helper = 2 * h.params
         generation += kv_cache(h, min(method["helper_batch_size"], b), T)
         loaded.append(h.params)
@@ -213,7 +229,7 @@ def plan(config: dict, source: str = "<config>") -> list[dict]:
             rows.append({**job, "need": None, "how": "CPU", "fits": True})
             continue
         try:
-            facts = [model_facts(config["models"][n]["path"]) for n in job["names"]]
+            facts = [model_facts(config["models"][n]["path"], config["models"][n].get("build")) for n in job["names"]]
         except KeyError as e:   # a hub model the plan has no numbers for: the user's to add
             from ilr.config import ConfigError
 

@@ -58,6 +58,20 @@ def test_local_checkpoints_are_counted_exactly(tmp_path):
         plan.model_facts("someone/unknown-model")
 
 
+@pytest.mark.parametrize("name", ["tiny-llama", "tiny-qwen-l"])
+def test_models_still_to_build_are_planned_from_their_build_entry(tmp_path, name):
+    """A tiny model the study has not built yet (e.g. gpu_smoke's fresh study) is planned from its
+    `build:` entry: the same numbers as the model make_model builds from it."""
+    from ilr.tiny.build import make_model
+    from ilr.tiny.tokenizer import build_tokenizer
+
+    build = cfg.load(REPO / "config" / "config.yaml")["models"][name]["build"]
+    model = make_model(build, build_tokenizer())
+    model.save_pretrained(tmp_path / name)
+    built, planned = plan.model_facts(str(tmp_path / name)), plan.model_facts(str(tmp_path / "absent"), build)
+    assert planned == built and planned.params == sum(p.numel() for p in model.parameters())
+
+
 def test_plan_command(tmp_path, paper):
     ok = run_ilr("plan", "--config", str(REPO / "config" / "paper.yaml"))
     assert ok.returncode == 0 and "0 cannot fit" in ok.stdout and "train_group ilr/group3/seed0" in ok.stdout
