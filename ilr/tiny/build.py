@@ -96,7 +96,7 @@ STEP = re.compile(r"(-?\d+)([-+*])(\d+)=(-?\d+)")
 
 
 def config_slice(config: dict, model: str) -> dict:
-    """The config this stage reads for one model (Snakemake's rerun trigger, ilr.config.stage_spec)."""
+    """The config this stage reads for one model (Snakemake's rerun trigger, ilr.study.stage_spec)."""
     m = config["models"][model]
     # the warm-up also reads the training distribution and the prompt templates (build_model)
     return {"path": m["path"], "build": m.get("build"), "numerics": config["numerics"],
