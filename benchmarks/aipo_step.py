@@ -50,7 +50,7 @@ def main() -> None:
 
     import torch
 
-    from ilr import config as cfg
+    from ilr import study
     from ilr.io import write_jsonl
     from ilr.tiny.task import generate
     from ilr.train.aipo import train_aipo
@@ -71,7 +71,7 @@ def main() -> None:
     config["tables"] = {"main": {"benchmarks": list(config["benchmarks"])[:1], "methods": ["grpo", "aipo"]}}
     config.pop("multi_agent", None)
     config["training"].update(steps=a.steps, questions_per_step=a.questions, num_generations=a.G, save_steps=10 ** 6)
-    config = cfg.validate(config)   # the schema's defaults filled in, as every stage sees them
+    config = study.validate(config)   # the schema's defaults filled in, as every stage sees them
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         write_jsonl(tmp / "train.jsonl", generate("tiny_arith", a.steps * a.questions, 11,

@@ -47,7 +47,7 @@ def main() -> None:
 
     import torch
 
-    from ilr import config as cfg
+    from ilr import study
     from ilr.io import write_json, write_jsonl
     from ilr.tiny.task import generate
     from ilr.train.grpo import train_grpo
@@ -67,7 +67,7 @@ def main() -> None:
     config.pop("multi_agent")
     config["training"].update(steps=a.steps, questions_per_step=a.questions, num_generations=a.G,
                               save_steps=10 ** 6, train_stages=a.stages.split(","))
-    config = cfg.validate(config)   # the schema's defaults filled in, as every stage sees them
+    config = study.validate(config)   # the schema's defaults filled in, as every stage sees them
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         records = generate("tiny_arith", a.steps * a.questions, 11, **config["data"]["train"]["params"])

@@ -29,7 +29,7 @@ STAGES = {
     "grade": ("ilr.grade", "grade model outputs: IN.jsonl -> OUT.jsonl"),
     "plan": ("ilr.plan", "every GPU job's memory need per GPU against the GPUs it asks for"),
     "reference": ("ilr.report.reference", "the tiny study's tables and model hashes against tests/reference"),
-    "check-config": ("ilr.config", "validate config files (YAML, schema, semantic checks) as a run would"),
+    "check-config": ("ilr.study", "validate config files (YAML, schema, semantic checks) as a run would"),
 }
 
 

@@ -12,7 +12,7 @@ from ilr.io import read_jsonl, write_json
 
 
 def config_slice(config: dict, model: str) -> dict:
-    """The config this stage reads for one model (Snakemake's rerun trigger, ilr.config.stage_spec)."""
+    """The config this stage reads for one model (Snakemake's rerun trigger, ilr.study.stage_spec)."""
     return {"ability": config["ability"], "prompts": config["prompts"], "path": config["models"][model]["path"],
             "data": config["data"]["train"], "generation": config["generation"], "numerics": config["numerics"]}
 

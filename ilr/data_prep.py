@@ -64,7 +64,7 @@ def prepare(config: dict, out_dir: str | Path, parts: list[str] | None = None) -
 
 def config_slice(config: dict, part: str | None = None) -> dict:
     """The config this stage reads for one data file (`part`: train, or bench/<name>): Snakemake's rerun trigger
-    (ilr.config.stage_spec)."""
+    (ilr.study.stage_spec)."""
     if part == "train":
         return {"data": config["data"]}
     if part:

@@ -202,7 +202,7 @@ def save_histogram(difficulties: list[float], path: str, title: str) -> None:
 
 
 def config_slice(config: dict, group: str) -> dict:
-    """The config this stage reads for one group (Snakemake's rerun trigger, ilr.config.stage_spec)."""
+    """The config this stage reads for one group (Snakemake's rerun trigger, ilr.study.stage_spec)."""
     return {"difficulty": config["difficulty"], "prompts": config["prompts"], "data": config["data"]["train"],
             "models": {n: config["models"][n]["path"] for n in config["groups"][group]},
             "generation": config["generation"], "numerics": config["numerics"]}

@@ -61,7 +61,7 @@ def answer_and_grade(engine, prompt_set, records: list[dict], samples: int, temp
 
 def config_slice(config: dict, benchmark: str | None = None, benchmarks: list[str] | None = None,
                  method: str | None = None, model: str | None = None, seed=None) -> dict:
-    """The config this stage reads for one evaluation job (Snakemake's rerun trigger, ilr.config.stage_spec):
+    """The config this stage reads for one evaluation job (Snakemake's rerun trigger, ilr.study.stage_spec):
     a base model's path too (trained checkpoints are inputs)."""
     from ilr.config import BASE
 
@@ -120,7 +120,7 @@ def main(args: argparse.Namespace) -> int:
             "training": training,
             "provenance": {
                 **environment(),
-                "config_hash": sha256_json(cfg.stage_spec(config, "evaluate", benchmark=bench)),
+                "config_hash": sha256_json(config_slice(config, benchmark=bench)),
                 "data_file": str(data_file), "data_sha256": sha256_file(data_file),
                 "checkpoint": str(args.model_path), "checkpoint_sha256": checkpoint_hash,
                 "checkpoint_dvc_md5": checkpoint_dvc,

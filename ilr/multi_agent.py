@@ -28,7 +28,7 @@ def debate(members: dict, prompt_set, records: list[dict], max_new_tokens: int) 
 
 
 def config_slice(config: dict, models: list[str], benchmark: str) -> dict:
-    """The config this stage reads for one pair and benchmark (Snakemake's rerun trigger, ilr.config.stage_spec)."""
+    """The config this stage reads for one pair and benchmark (Snakemake's rerun trigger, ilr.study.stage_spec)."""
     return {"mode": config["multi_agent"]["mode"], "evaluation": config["evaluation"],
             "prompts": config["prompts"], "generation": config["generation"], "numerics": config["numerics"],
             "benchmark": config["benchmarks"][benchmark],
@@ -82,7 +82,7 @@ def main(args: argparse.Namespace) -> int:
     # was each model's shared idea (its Sharing answer, what its peers read) right?
     shared_right = {n: [g.correct for g in grade_many(records, [o.sharing for o in outs])] for n, outs in idea3.items()}
 
-    from ilr.io import sha256_file
+    from ilr.io import sha256_file, sha256_json
     from ilr.provenance import environment
 
     data_file = Path(args.data_dir) / "bench" / f"{args.benchmark}.jsonl"
@@ -90,7 +90,7 @@ def main(args: argparse.Namespace) -> int:
               "protocol": "multi-agent inference: the scored answer is the model's own last answer",
               "provenance": {
                   **environment(),
-                  "config_hash": cfg.stage_hash(config, "multi_agent", models=args.models, benchmark=args.benchmark),
+                  "config_hash": sha256_json(config_slice(config, models=args.models, benchmark=args.benchmark)),
                   "data_file": str(data_file), "data_sha256": sha256_file(data_file),
                   "decoding": {"samples": 1, "temperature": 0.0, "max_new_tokens": ev["max_new_tokens"]}},
               "settings": {}}

@@ -136,21 +136,25 @@ def training_need(config: dict, run: str, models: list[Model], sizes: list[str],
                   gpu_mem: float) -> tuple[float, str, float]:
     """Bytes per GPU of a training job, how it runs, and the bytes of host memory it needs."""
     from ilr import config as cfg
+    from ilr.trainers import MEMORY, trainer
     from ilr.vllm_engine import tensor_parallel_size
 
     args = cfg.training_args(config, run)
     method = cfg.method_config(config, run)
+    spec = trainer(method["trainer"])   # ilr/trainers.py: its memory estimate, the extra models it loads
+    if spec.memory not in ("trl", "trl_stages", "actor_critic"):   # a new kind needs its estimate here
+        raise KeyError(f"trainer {spec.name!r}: no memory estimate for kind {spec.memory!r} ({MEMORY[spec.memory]})")
     acc = _accelerate(config) if gpus > 1 else {"distributed_type": "NO"}
     ds = acc.get("deepspeed_config", {}) if acc["distributed_type"] == "DEEPSPEED" else {}
     sharded = ds.get("zero_stage") == 3
     N = max(gpus, 1)
     offload = ds.get("offload_optimizer_device", "none") not in ("none", None)
     per_param = 4 if offload else 16
-    ppo = method["trainer"] == "ppo"
+    ppo = spec.memory == "actor_critic"   # the critic: a second backbone; transformers generation
     trained = sum(m.params for m in models) * (2 if ppo else 1)
     state = per_param * trained / (N if sharded else 1)
     ref = 2 * sum(m.params for m in models) / (N if sharded else 1) if args["beta"] > 0 else 0.0
-    stages = len(args["train_stages"]) if method["trainer"] == "ilr" else 1
+    stages = len(args["train_stages"]) if spec.memory == "trl_stages" else 1
     b = args["questions_per_step"] / N * args["num_generations"] * stages
     if ppo:
         b = min(b, args.get("micro_batch_size", 8))
@@ -170,13 +174,13 @@ def training_need(config: dict, run: str, models: list[Model], sizes: list[str],
         generation = max(2 * m.params + kv_cache(m, q, T) for m in models)
         engine = "transformers"
     helper, loaded = 0.0, [m.params for m in models]
-    if method["trainer"] == "aipo":
-        # AIPO's frozen helper (ilr/train/aipo.py): bf16 weights, whole on every process, and during the rollout
-        # the KV cache of one generate() over `helper_batch_size` agent prompts beside the policy's generation
-        helper_model = config["models"][method["helper"]]
-        h = model_facts(helper_model["path"], helper_model.get("build"))
-        helper = 2 * h.params
-        generation += kv_cache(h, min(method["helper_batch_size"], b), T)
+    for key in spec.extra_models:
+        # a frozen extra model (AIPO's helper, ilr/train/aipo.py): bf16 weights, whole on every process, and during
+        # the rollout the KV cache of one generate() over `<key>_batch_size` prompts beside the policy's generation
+        extra = config["models"][method[key]]
+        h = model_facts(extra["path"], extra.get("build"))
+        helper += 2 * h.params
+        generation += kv_cache(h, min(method[f"{key}_batch_size"], b), T)
         loaded.append(h.params)
     need = state + ref + helper + max(activations, generation) + OVERHEAD * gpu_mem
     # host memory: the offloaded optimizer (fp32 master weights + Adam, 12 bytes per trained parameter, all
@@ -193,24 +197,25 @@ def training_need(config: dict, run: str, models: list[Model], sizes: list[str],
 def jobs(config: dict) -> list[dict]:
     """Every job of the study that loads a model: rule, what it runs, its models, resources."""
     from ilr import config as cfg
+    from ilr import study
 
     models = config["models"]
     out = []
 
     def add(rule, what, names, at_once=False, run=None):
         sizes = [models[n]["size"] for n in names]
-        res = cfg.resources(config, rule, sizes)
+        res = study.resources(config, rule, sizes)
         out.append({"rule": rule, "what": what, "names": names, "sizes": sizes, "at_once": at_once, "run": run,
                     "gpus": int(res.get("gpus", 0)), "gpu_mem": float(res.get("gpu_mem_mb", DEFAULT_GPU_MEM_MB)) * 1e6,
                     "mem": float(res.get("mem_mb", 0)) * 1e6})
 
     for n in models:
         add("ability", n, [n])
-    trained_groups = {g for m, g, _ in cfg.train_jobs(config) if cfg.is_group_run(config, m)}
+    trained_groups = {g for m, g, _ in study.train_jobs(config) if cfg.is_group_run(config, m)}
     if config["difficulty"]["method"] != "level":
         for g in sorted(trained_groups):
             add("difficulty", g, config["groups"][g])
-    for run, group, seed in cfg.train_jobs(config):
+    for run, group, seed in study.train_jobs(config):
         names = cfg.trained_names(config, run, group)
         rule = "train_group" if cfg.is_group_run(config, run) else "train_single"
         add(rule, f"{run}/{group}/seed{seed}", names, run=run)
@@ -263,9 +268,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ilr import config as cfg
+    from ilr import study
 
-    config = cfg.load(args.config)
+    config = study.load(args.config)
     rows = plan(config, args.config)
     print(f"{'job':<44} {'GPUs':>4} {'need/GPU':>9} {'GPU':>6}  fits  where")
     for r in rows:

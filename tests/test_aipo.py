@@ -21,6 +21,7 @@ import yaml
 
 from conftest import REPO
 from ilr import config as cfg
+from ilr import study as ilrstudy   # (the name `study` is a fixture here)
 from ilr.generation import Sample
 from ilr.io import read_jsonl, write_jsonl
 from ilr.prompts import encode_prompt, load as load_prompts
@@ -261,26 +262,26 @@ def test_find_call_takes_the_first_call_to_an_allowed_agent():
 # ------------------------------------------------------------------------------------------ config
 
 def test_config_keys_defaults_and_checks(tiny_config):
-    c = cfg.validate(copy.deepcopy(tiny_config))
+    c = ilrstudy.validate(copy.deepcopy(tiny_config))
     m = c["methods"]["aipo"]
     assert (m["trigger"], m["context"], m["is_clip"], m["max_consults"], m["cut"]) == \
         ("stuck", "strip", [0.2, 1.0], 2, 0.5)
     assert c["methods"]["aipo_keep"]["context"] == "keep"
-    assert cfg.stage_spec(c, "train", method="aipo", group="tiny-llama", seed=0)["helper_path"] == \
+    assert ilrstudy.stage_spec(c, "train", method="aipo", group="tiny-llama", seed=0)["helper_path"] == \
         c["models"]["tiny-qwen-l"]["path"]
     for over, key in (({"helper": "nope"}, "methods.aipo.helper"), ({"is_clip": [1.0, 0.2]}, "methods.aipo.is_clip"),
                       ({"trigger": "always"}, "methods.aipo.trigger"), ({"agnets": ["verify"]}, "methods.aipo")):
         bad = copy.deepcopy(tiny_config)
         bad["methods"]["aipo"].update(over)
         with pytest.raises(cfg.ConfigError) as e:
-            cfg.validate(bad)
+            ilrstudy.validate(bad)
         assert key in str(e.value), str(e.value)
 
 
 def test_paper_aipo_jobs_fit_with_the_helper():
     from ilr import plan
 
-    c = cfg.load(REPO / "config" / "paper.yaml")
+    c = ilrstudy.load(REPO / "config" / "paper.yaml")
     assert c["methods"]["aipo"]["helper"] == "qwen-14b" and c["methods"]["aipo"]["trigger"] == "request"
     c["tables"]["main"]["methods"] = ["grpo", "aipo", "aipo_keep"]
     rows = [r for r in plan.plan(c) if r["what"].startswith("aipo")]
@@ -337,7 +338,7 @@ def run_in_process(root: Path, tiny_config: dict, warm_models: dict, context: st
     c["tables"]["ablation"]["rows"] = [["tiny-llama", "group1"]]
     c["tables"]["coop_ratio"]["group"] = "group1"
     c["training"].update(steps=STEPS, questions_per_step=QPS, num_generations=G, max_new_tokens=32, save_steps=100)
-    c = cfg.validate(c)
+    c = ilrstudy.validate(c)
     write_jsonl(root / "train.jsonl", records)
     seen: list[dict] = []
     original = GRPOTrainer._compute_loss

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from ilr import config as cfg
+from ilr import study
 from ilr.io import DataError, write_json, write_once, write_text
 
 REPO = Path(__file__).resolve().parents[1]
@@ -70,8 +71,8 @@ def test_run_writes_the_config_its_jobs_read(ran):
     assert sorted(p.name for p in (results / ".config").iterdir()) == [path.name]
     text = path.read_text()
     assert path.stem == hashlib.sha256(text.encode()).hexdigest()[:16]      # named after its content
-    loaded = cfg.load(path)                                                 # what the job read
-    assert loaded == cfg.validate(cfg.load_yaml(REPO / "config" / "config.yaml") | {"results": str(results)})
+    loaded = study.load(path)                                                 # what the job read
+    assert loaded == study.validate(cfg.load_yaml(REPO / "config" / "config.yaml") | {"results": str(results)})
 
 
 def test_another_invocation_cannot_change_what_jobs_read(ran):
@@ -89,7 +90,7 @@ def test_another_invocation_cannot_change_what_jobs_read(ran):
     assert other.returncode == 0, other.out[-3000:]
     (other_path,) = planned_configs(other.out)
     assert Path(other_path) != path and Path(other_path).is_file()
-    assert cfg.load(other_path)["study"] == "renamed"
+    assert study.load(other_path)["study"] == "renamed"
     assert snapshot(results)[path.relative_to(results).as_posix()] == before[path.relative_to(results).as_posix()]
 
 

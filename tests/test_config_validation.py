@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from ilr import config as cfg
+from ilr import study
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or "snakemake"
@@ -75,7 +76,7 @@ def test_broken_config_fails_load_and_dry_run(tmp_path, what, breaker, key, phra
     path = tmp_path / "broken.yaml"
     path.write_text(yaml.safe_dump(c, sort_keys=False))
     with pytest.raises(cfg.ConfigError) as e:
-        cfg.load(path)
+        study.load(path)
     assert f"{path}: {key}: " in str(e.value) and phrase in str(e.value), str(e.value)
 
     rc, out = snakemake_dry_run(tmp_path, path)
@@ -89,7 +90,7 @@ def test_unknown_key_names_the_allowed_ones():
     c = tiny()
     c["methods"]["ppo"]["vf_coeff"] = 0.5
     with pytest.raises(cfg.ConfigError) as e:
-        cfg.validate(c, "x.yaml")
+        study.validate(c, "x.yaml")
     msg = str(e.value)
     for k in ("vf_coef", "gae_lambda", "critic_learning_rate", "micro_batch_size"):   # the trainer's own keys
         assert k in msg
@@ -105,7 +106,7 @@ def test_exponent_numbers_are_numbers(tmp_path):
     assert "learning_rate: 7e-5" in text
     path = tmp_path / "c.yaml"
     path.write_text(text.replace("results: results ", f"results: {tmp_path / 'results'} "))
-    assert cfg.load(path)["training"]["learning_rate"] == 7e-5
+    assert study.load(path)["training"]["learning_rate"] == 7e-5
     assert yaml.safe_load("x: 7e-5")["x"] == "7e-5"      # (PyYAML's own reading, why the loader exists)
     rc, out = snakemake_dry_run(tmp_path, path, "--config", "methods={grpo: {trainer: grpo, learning_rate: 5e-5}}")
     assert rc == 0, out[-2000:]
@@ -124,7 +125,7 @@ def test_duplicate_key_fails_naming_it(tmp_path):
     line = text.splitlines().index("  steps: 31") + 1
     first = next(i for i, l in enumerate(text.splitlines(), 1) if l.startswith("  steps: "))
     with pytest.raises(cfg.ConfigError) as e:
-        cfg.load(path)
+        study.load(path)
     msg = str(e.value)
     assert msg.startswith(f"{path}: training.steps: line {line}, column 3: key 'steps' given twice"), msg
     assert f"first at line {first}, column 3" in msg
@@ -159,7 +160,7 @@ def test_yaml_errors_name_file_line_and_column(tmp_path, text, where):
     path = tmp_path / "bad.yaml"
     path.write_text(text)
     with pytest.raises(cfg.ConfigError) as e:
-        cfg.load(path)
+        study.load(path)
     msg = str(e.value)
     assert msg.startswith(f"{path}: "), msg
     assert (where in msg) if where else ("empty" in msg), msg
@@ -194,7 +195,7 @@ def test_user_errors_of_every_stage_are_one_line(tmp_path):
 
 
 def test_ppo_defaults_come_from_the_schema():
-    c = cfg.validate(tiny())
+    c = study.validate(tiny())
     ppo = c["methods"]["ppo"]
     declared = {k: v["default"] for k, v in cfg.trainer_keys("ppo").items() if "default" in v}
     assert set(declared) == {"vf_coef", "gae_gamma", "gae_lambda", "cliprange_value", "whiten_advantages",
@@ -215,7 +216,7 @@ def test_a_method_never_gets_a_training_default():
     c = tiny()
     c["training"]["scale_rewards"] = "none"
     c["methods"]["grpo"] = {"trainer": "grpo"}
-    c = cfg.validate(c)
+    c = study.validate(c)
     assert set(c["methods"]["grpo"]) == {"trainer"}
     assert cfg.training_args(c, "grpo")["scale_rewards"] == "none"
     for trainer in ("grpo", "ppo", "ilr"):
@@ -225,20 +226,20 @@ def test_a_method_never_gets_a_training_default():
 def test_generated_source_params_match_the_generator():
     from ilr.tiny.task import DEFAULTS
 
-    schema = cfg._schema_cached()
+    schema = cfg.schema._schema_cached()
     params = schema["definitions"]["data_spec"]["properties"]["params"]["properties"]
     assert set(params) == set(DEFAULTS)
 
 
 def test_both_study_configs_are_valid():
     for name in ("config.yaml", "paper.yaml"):
-        c = cfg.load(REPO / "config" / name)
+        c = study.load(REPO / "config" / name)
         assert c["methods"]["ppo"]["vf_coef"] == 0.5
 
 
 def test_validation_is_idempotent():
     """Jobs load the effective config (already validated, defaults filled): the same config again."""
-    c = cfg.validate(tiny())
-    again = cfg.validate(copy.deepcopy(c))
+    c = study.validate(tiny())
+    again = study.validate(copy.deepcopy(c))
     assert again == c
     assert cfg.parse_yaml(cfg.dump_yaml(c), "dump") == c

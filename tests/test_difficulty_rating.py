@@ -123,11 +123,11 @@ def test_sampled_ratings_average():
 
 def test_scale_in_schema_and_configs():
     """`difficulty.scale` is a schema key with a default (older configs load as raw); both configs name it."""
-    from ilr import config as cfg
+    from ilr import study
 
     repo = Path(__file__).resolve().parents[1]
-    assert cfg.load(repo / "config" / "config.yaml")["difficulty"]["scale"] == "spread"
-    paper = cfg.load(repo / "config" / "paper.yaml")["difficulty"]
+    assert study.load(repo / "config" / "config.yaml")["difficulty"]["scale"] == "spread"
+    paper = study.load(repo / "config" / "paper.yaml")["difficulty"]
     assert paper["scale"] == "raw" and paper["samples"] > 1 and paper["temperature"] > 0
 
 
@@ -137,6 +137,7 @@ def test_spread_needs_sampled_answers(tmp_path):
     import yaml
 
     from ilr import config as cfg
+    from ilr import study
 
     repo = Path(__file__).resolve().parents[1]
     c = yaml.safe_load((repo / "config" / "paper.yaml").read_text())
@@ -144,10 +145,10 @@ def test_spread_needs_sampled_answers(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(c))
     with pytest.raises(cfg.ConfigError, match=r"difficulty\.method: 'empirical' was expected"):
-        cfg.load(path)
+        study.load(path)
     c["difficulty"]["scale"] = "percentile"   # a percentile needs no second signal
     path.write_text(yaml.safe_dump(c))
-    assert cfg.load(path)["difficulty"]["scale"] == "percentile"
+    assert study.load(path)["difficulty"]["scale"] == "percentile"
 
 
 def test_difficulty_stage_spreads_real_ties(warm_study):

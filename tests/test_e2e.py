@@ -2,7 +2,7 @@
 
 Then: `snakemake -n all` has nothing to do; deleting one evaluation output reruns exactly the job that
 made it and the tables; changing one method's hyper-parameter reruns that method's training, its
-evaluations and the tables, nothing else (Snakemake's params trigger on ilr.config.stage_spec hashes).
+evaluations and the tables, nothing else (Snakemake's params trigger on ilr.study.stage_spec hashes).
 """
 
 from __future__ import annotations

@@ -27,9 +27,9 @@ def test_environment_of_each_setting():
 BUILD = """
 import hashlib, sys, yaml, torch
 sys.path.insert(0, {repo!r})
-from ilr import config as cfg
+from ilr import study
 from ilr.tiny.build import build_model
-c = cfg.load({config!r})
+c = study.load({config!r})
 c["models"]["tiny-llama"]["build"]["warmup_steps"] = 30
 build_model(c, "tiny-llama", {out!r}, log=lambda *a: None)
 print(torch.backends.cpu.get_cpu_capability(), hashlib.sha256(open({out!r} + "/model.safetensors", "rb").read()).hexdigest())

@@ -8,12 +8,13 @@ import pytest
 
 from conftest import REPO, make_random_model, run_ilr
 from ilr import config as cfg
+from ilr import study
 from ilr import plan
 
 
 @pytest.fixture(scope="module")
 def paper():
-    return cfg.load(REPO / "config" / "paper.yaml")
+    return study.load(REPO / "config" / "paper.yaml")
 
 
 def test_paper_study_fits(paper):

@@ -104,7 +104,7 @@ def _config(model_dir, steps=4, save_steps=2, beta=0.05):
     import yaml
 
     from conftest import REPO
-    from ilr import config as cfg
+    from ilr import study
 
     c = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     c["models"] = {"tiny": {"path": str(model_dir), "size": "small"}}
@@ -116,7 +116,7 @@ def _config(model_dir, steps=4, save_steps=2, beta=0.05):
                             "micro_batch_size": 3}}
     c["tables"] = {"main": {"benchmarks": ["arith"]}}
     c.pop("multi_agent")
-    return cfg.validate(c)
+    return study.validate(c)
 
 
 def _reward(record, completion):   # has variance on a random tiny model; independent of ilr.grading

@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from ilr import config as cfg
+from ilr import study as ilrstudy   # (the name `study` is a fixture here)
 from ilr.io import write_json
 from ilr.report import registry, stats, tables
 
@@ -27,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 def fake_evals(config: dict, eval_dir: Path, skip: tuple | None = None) -> int:
     """Write an evaluation file for every cell the tables need; returns how many."""
     n = 0
-    for (method, group, model, seed), benches in cfg.eval_cells(config).items():
+    for (method, group, model, seed), benches in ilrstudy.eval_cells(config).items():
         for b in benches:
             if skip == (method, group, model, seed, b):
                 continue
@@ -77,7 +78,7 @@ def fake_rollouts(config: dict, results: Path, shares: dict, n: int = 20, per_mo
 
 @pytest.fixture()
 def tiny_config():
-    return cfg.load(REPO / "config" / "config.yaml")
+    return ilrstudy.load(REPO / "config" / "config.yaml")
 
 
 def test_tables_from_fake_evals(tmp_path, tiny_config):
@@ -197,7 +198,7 @@ def test_merged_column_pools_questions(tmp_path, tiny_config):
     c = tiny_config
     c["tables"]["main"]["benchmarks"] = ["arith", {"name": "HARD", "merge": ["arith_hard", "arith_code"]}]
     c["tables"]["main"]["average"] = ["HARD"]
-    cfg.check(c)
+    ilrstudy.check(c)
     fake_evals(c, tmp_path / "eval")
     tables.write_tables(c, tmp_path / "eval", tmp_path / "tables", tmp_path / "figures")
     rows = list(csv.DictReader(open(tmp_path / "tables" / "main.csv")))
@@ -217,7 +218,7 @@ def test_missing_eval_file_is_named(tmp_path, tiny_config):
 
 def test_registry_drives_targets_checks_and_cells(tiny_config):
     """ilr/report/registry.py: the tables a config has, their files (the Snakefile's targets), their
-    config checks (run by ilr.config.check) and the evaluation cells the study runs for them."""
+    config checks (run by ilr.study.check) and the evaluation cells the study runs for them."""
     c = tiny_config
     assert registry.names(c) == ["main", "ablation", "coop_ratio", "multi_agent", "paper_vs_reproduced"]
     out = registry.outputs(c, "R/tables", "R/figures")
@@ -231,16 +232,16 @@ def test_registry_drives_targets_checks_and_cells(tiny_config):
     bad = copy.deepcopy(c)
     bad["multi_agent"]["benchmark"] = "nope"
     with pytest.raises(cfg.ConfigError, match=r"multi_agent\.benchmark: unknown benchmark 'nope'"):
-        cfg.check(bad)
+        ilrstudy.check(bad)
     bad = copy.deepcopy(c)
     bad["tables"]["coop_ratio"]["method"] = "ilr"
     with pytest.raises(cfg.ConfigError, match=r"tables\.coop_ratio\.method: expected a method with interaction"):
-        cfg.check(bad)
+        ilrstudy.check(bad)
     del c["tables"]["ablation"], c["tables"]["coop_ratio"], c["multi_agent"]
-    cfg.check(c)
+    ilrstudy.check(c)
     assert registry.names(c) == ["main", "paper_vs_reproduced"]
     assert registry.outputs(c, "t", "f")[-1] == "t/paper_vs_reproduced.tex"
-    assert {m for m, *_ in cfg.eval_cells(c)} == {"base", "grpo", "ppo", "aipo", "ilr"}
+    assert {m for m, *_ in ilrstudy.eval_cells(c)} == {"base", "grpo", "ppo", "aipo", "ilr"}
 
 
 # ------------------------------------------------------------------------ statistics against scipy
@@ -387,7 +388,7 @@ def test_main_table_p_value_against_scipy(tmp_path, tiny_config):
     c = tiny_config
     c["tables"]["main"]["benchmarks"] = ["arith"]
     c["evaluation"]["bootstrap"] = 5000
-    cfg.check(c)
+    ilrstudy.check(c)
     fake_evals(c, tmp_path / "eval")
     tables.write_tables(c, tmp_path / "eval", tmp_path / "tables", tmp_path / "figures")
     rows = list(csv.DictReader(open(tmp_path / "tables" / "main.csv")))
@@ -449,7 +450,7 @@ def test_several_seeds_show_spread_and_seed_test(tmp_path, tiny_config):
 
 def test_paper_numbers_side_by_side(tmp_path):
     """The paper config: every transcribed number whose row and column the study produces is compared."""
-    c = cfg.load(REPO / "config" / "paper.yaml")
+    c = ilrstudy.load(REPO / "config" / "paper.yaml")
     fake_evals(c, tmp_path / "eval")
     tables.write_tables(c, tmp_path / "eval", tmp_path / "tables", tmp_path / "figures")
     rows = list(csv.DictReader(open(tmp_path / "tables" / "paper_vs_reproduced.csv")))
@@ -564,7 +565,7 @@ def test_html_report_from_fake_outputs(tmp_path):
     """`snakemake --report` collects every table (.csv) and figure with its caption (outputs faked here)."""
     from ilr.difficulty import save_histogram
 
-    c = cfg.load(REPO / "config" / "config.yaml")
+    c = ilrstudy.load(REPO / "config" / "config.yaml")
     res = tmp_path / "r"
     fake_evals(c, res / "eval")
     tables.write_tables(c, res / "eval", res / "tables", res / "figures", res / "multi_agent")

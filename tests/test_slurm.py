@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from ilr import config as cfg
+from ilr import study
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or "snakemake"
@@ -77,7 +77,7 @@ def paper(tmp_path_factory):
     path = d / "paper.yaml"
     path.write_text(yaml.safe_dump(c, sort_keys=False))
     jobs = dry_run_jobs("--profile", "slurm", "--configfile", str(path))
-    return cfg.load(path), jobs
+    return study.load(path), jobs
 
 
 def pick(jobs, rule, **wildcards):
@@ -88,7 +88,7 @@ def pick(jobs, rule, **wildcards):
 
 
 def expected(config, rule, models):
-    r = cfg.resources(config, rule, [config["models"][m]["size"] for m in models] if models else None)
+    r = study.resources(config, rule, [config["models"][m]["size"] for m in models] if models else None)
     return r
 
 
@@ -128,7 +128,7 @@ def test_sbatch_arguments_match_the_config(paper, rule, res_rule, wildcards, mod
             assert want["gpus"] == {"7b": 4, "8b": 4, "14b": 8}[sizes[0]]
         else:                              # a group: both members sharded over the same 8 GPUs
             assert want["gpus"] == 8
-        assert ("gpu-large" in call) == (sizes[0] == "14b")   # strings: the first model's (ilr.config.resources)
+        assert ("gpu-large" in call) == (sizes[0] == "14b")   # strings: the first model's (ilr.study.resources)
 
 
 def test_14b_asks_more_than_7b(paper):
@@ -181,7 +181,7 @@ def test_vllm_tensor_parallel_per_size(paper):
     gen = config["generation"]
     for model, spec in config["models"].items():
         args = engine_args("/ckpt", gen, 0, spec["size"])
-        gpus = cfg.resources(config, "evaluate", [spec["size"]])["gpus"]
+        gpus = study.resources(config, "evaluate", [spec["size"]])["gpus"]
         assert args["tensor_parallel_size"] == gpus, model   # vLLM uses every GPU the job asked for
     assert engine_args("/ckpt", dict(gen, tensor_parallel_size=4), 0)["tensor_parallel_size"] == 4
     assert engine_args("/ckpt", dict(gen, tensor_parallel_size={"14b": 2}), 0, "7b")["tensor_parallel_size"] == 1

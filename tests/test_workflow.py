@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from ilr import config as cfg
+from ilr import study
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or "snakemake"
@@ -43,10 +44,10 @@ def test_paper_dryrun_with_slurm_profile(tmp_path):
     r = snakemake("--profile", "slurm", "all", "--config", f"results={results}", "-n", "-p")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     out = r.stdout + r.stderr
-    config = cfg.load(REPO / "config" / "paper.yaml")
+    config = study.load(REPO / "config" / "paper.yaml")
     config["results"] = str(results)
     stats = job_stats(out)
-    cells = cfg.eval_cells(config)
+    cells = study.eval_cells(config)
     n_eval = sum(len(b) for b in cells.values())
     # granularity: cell; aipo, aipo_keep: 27 cells each; the trio: 27; the pooled ablation rows: 2 x 18
     assert stats["evaluate"] == n_eval == 243 + 2 * 27 + 27 + 2 * 18
@@ -66,7 +67,7 @@ def test_paper_dryrun_with_slurm_profile(tmp_path):
     for group in config["groups"]:
         assert f"{results}/difficulty/{group}.jsonl" in out
         assert f"{results}/runs/ilr/{group}/seed0/" in out
-    trained = {run for run, _, _ in cfg.train_jobs(config)}
+    trained = {run for run, _, _ in study.train_jobs(config)}
     assert trained == set(cfg.run_names(config))   # every method of the paper config is a row of a table
     for run in trained:
         assert f"{results}/runs/{run}/" in out, run
@@ -85,8 +86,8 @@ def test_tiny_dryrun_model_granularity(tmp_path):
     r = snakemake("--cores", "2", "--config", f"results={tmp_path}/r", "-n", "all")
     assert r.returncode == 0, r.stderr[-3000:]
     stats = job_stats(r.stdout + r.stderr)
-    config = cfg.load(REPO / "config" / "config.yaml")
-    n_models = len(cfg.eval_cells(config))
+    config = study.load(REPO / "config" / "config.yaml")
+    n_models = len(study.eval_cells(config))
     assert sum(v for k, v in stats.items() if k.startswith("evaluate_model")) == n_models
     assert "evaluate" not in stats
     # the tiny models are built where config.yaml says (results/models/, shared by every study of this working
@@ -100,8 +101,8 @@ def test_cell_granularity_override(tmp_path):
     r = snakemake("all", "--cores", "2", "--config", f"results={tmp_path}/r", "evaluation={granularity: cell}", "-n")
     assert r.returncode == 0, r.stderr[-3000:]
     stats = job_stats(r.stdout + r.stderr)
-    config = cfg.load(REPO / "config" / "config.yaml")
-    assert stats["evaluate"] == sum(len(b) for b in cfg.eval_cells(config).values())
+    config = study.load(REPO / "config" / "config.yaml")
+    assert stats["evaluate"] == sum(len(b) for b in study.eval_cells(config).values())
     assert not any(k.startswith("evaluate_model") for k in stats)
 
 
@@ -205,7 +206,7 @@ def test_broken_config_load(tmp_path, breaker, key, what):
     path = tmp_path / "broken.yaml"
     path.write_text(yaml.safe_dump(c))
     with pytest.raises(cfg.ConfigError) as e:
-        cfg.load(path)
+        study.load(path)
     msg = str(e.value)
     assert str(path) in msg and key in msg and what in msg, msg
 
@@ -229,19 +230,19 @@ def test_broken_config_snakemake_fails_before_any_job(tmp_path, breaker, key, wh
 
 def _specs(c: dict) -> dict:
     out = {}
-    for run, group, seed in cfg.train_jobs(c):
-        out[("train", run, group, seed)] = cfg.stage_hash(c, "train", method=run, group=group, seed=seed)
-    for (run, group, model, seed), benches in cfg.eval_cells(c).items():
-        out[("evaluate", run, group, model, seed)] = cfg.stage_hash(c, "evaluate", benchmarks=benches, method=run,
+    for run, group, seed in study.train_jobs(c):
+        out[("train", run, group, seed)] = study.stage_hash(c, "train", method=run, group=group, seed=seed)
+    for (run, group, model, seed), benches in study.eval_cells(c).items():
+        out[("evaluate", run, group, model, seed)] = study.stage_hash(c, "evaluate", benchmarks=benches, method=run,
                                                                      model=model, seed=seed)
     for model in c["models"]:
-        out[("ability", model)] = cfg.stage_hash(c, "ability", model=model)
-        out[("build_model", model)] = cfg.stage_hash(c, "build_model", model=model)
+        out[("ability", model)] = study.stage_hash(c, "ability", model=model)
+        out[("build_model", model)] = study.stage_hash(c, "build_model", model=model)
     for g in c["groups"]:
-        out[("difficulty", g)] = cfg.stage_hash(c, "difficulty", group=g)
+        out[("difficulty", g)] = study.stage_hash(c, "difficulty", group=g)
     for part in ["train"] + [f"bench/{b}" for b in c["benchmarks"]]:
-        out[("prepare_data", part)] = cfg.stage_hash(c, "prepare_data", part=part)
-    out[("tables",)] = cfg.stage_hash(c, "tables")
+        out[("prepare_data", part)] = study.stage_hash(c, "prepare_data", part=part)
+    out[("tables",)] = study.stage_hash(c, "tables")
     return out
 
 
@@ -250,7 +251,7 @@ def _changed(before: dict, after: dict) -> set:
 
 
 def test_method_hyperparameter_changes_only_its_training():
-    c = cfg.validate(_tiny())
+    c = study.validate(_tiny())
     before = _specs(c)
     c2 = copy.deepcopy(c)
     c2["methods"]["grpo"]["learning_rate"] = 1e-5
@@ -260,7 +261,7 @@ def test_method_hyperparameter_changes_only_its_training():
 
 
 def test_ratio_p_changes_only_that_run():
-    c = cfg.validate(_tiny())
+    c = study.validate(_tiny())
     c2 = copy.deepcopy(c)
     c2["methods"]["ilr_ratio"]["calibration"] = False
     changed = _changed(_specs(c), _specs(c2))
@@ -269,7 +270,7 @@ def test_ratio_p_changes_only_that_run():
 
 
 def test_training_default_changes_every_training_only():
-    c = cfg.validate(_tiny())
+    c = study.validate(_tiny())
     c2 = copy.deepcopy(c)
     c2["training"]["steps"] = 31
     changed = _changed(_specs(c), _specs(c2))
@@ -277,18 +278,18 @@ def test_training_default_changes_every_training_only():
 
 
 def test_benchmark_change_reruns_only_its_evaluations():
-    c = cfg.validate(_tiny())
+    c = study.validate(_tiny())
     c2 = copy.deepcopy(c)
     c2["benchmarks"]["arith_code"]["n"] = 40
     changed = _changed(_specs(c), _specs(c2))
     assert {k for k in changed if k[0] == "prepare_data"} == {("prepare_data", "bench/arith_code")}
     evals = {k for k in changed if k[0] == "evaluate"}
-    assert evals == {("evaluate",) + cell for cell, b in cfg.eval_cells(c).items() if "arith_code" in b}
+    assert evals == {("evaluate",) + cell for cell, b in study.eval_cells(c).items() if "arith_code" in b}
     assert not any(k[0] in ("train", "ability", "difficulty", "build_model") for k in changed)
 
 
 def test_unrelated_key_changes_nothing():
-    c = cfg.validate(_tiny())
+    c = study.validate(_tiny())
     c2 = copy.deepcopy(c)
     c2["resources"]["default"]["runtime"] = 99
     c2["study"] = "renamed"
@@ -296,7 +297,7 @@ def test_unrelated_key_changes_nothing():
 
 
 def test_run_names_roundtrip():
-    c = cfg.validate(_tiny())
+    c = study.validate(_tiny())
     runs = cfg.method_runs(c, "ilr_ratio")
     assert runs[0] == "ilr_ratio_p0.0" and runs[-1] == "ilr_ratio_p1.0"
     for run in runs:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from ilr import config as cfg
+from ilr import trainers
 from ilr.report import solo, stats
 from ilr.report.render import fmt_p
 
@@ -33,11 +34,12 @@ def enabled(config: dict) -> bool:
 
 
 def single_methods(config: dict) -> list[str]:
-    """The single-agent rows: tables.main.methods, default every grpo/ppo method."""
+    """The single-agent rows: tables.main.methods, default every method of a single-model trainer
+    (ilr/trainers.py: grpo, ppo, aipo)."""
     main = config["tables"]["main"]
     if "methods" in main:
         return list(main["methods"])
-    return [m for m, v in config["methods"].items() if v["trainer"] in cfg.SINGLE_TRAINERS]
+    return [m for m, v in config["methods"].items() if v["trainer"] in trainers.single()]
 
 
 def check(config: dict, fail) -> None:
@@ -47,8 +49,8 @@ def check(config: dict, fail) -> None:
     if "vs_base" in main and main["vs_base"] not in cols:
         fail("tables.main.vs_base", f"{main['vs_base']!r} is not a column of tables.main.benchmarks {cols}")
     for i, mname in enumerate(main.get("methods", [])):
-        if mname not in methods or methods[mname]["trainer"] not in cfg.SINGLE_TRAINERS:
-            fail(f"tables.main.methods[{i}]", f"{mname!r} is not a single-agent ({'/'.join(cfg.SINGLE_TRAINERS)}) "
+        if mname not in methods or methods[mname]["trainer"] not in trainers.single():
+            fail(f"tables.main.methods[{i}]", f"{mname!r} is not a single-agent ({'/'.join(trainers.single())}) "
                  "method of `methods:`")
     ilr_m = main.get("ilr_method", ILR_METHOD)
     if "ilr_method" in main or ilr_m in methods:

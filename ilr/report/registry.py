@@ -1,7 +1,7 @@
 """The tables: name -> the module that owns the table. The Snakefile's targets (workflow/rules/common.smk),
-the config checks (ilr.config.check), the evaluation cells the study runs (ilr.config.eval_cells) and the
-`tables` stage (ilr/report/tables.py) all read this list, in this order (paper_vs_reproduced last: it
-reads the others' rows).
+the config checks (ilr.study passes `check` below to ilr.config.check), the evaluation cells the study
+runs (ilr.study.eval_cells) and the `tables` stage (ilr/report/tables.py) all read this list, in this
+order (paper_vs_reproduced last: it reads the others' rows).
 
 Adding a table: its module here (the interface below), one line in TABLES, its config keys in
 workflow/schemas/config.schema.yaml (and a caption in workflow/report/<name>.rst for the HTML report).

@@ -20,6 +20,7 @@ from typing import Callable
 import numpy as np
 
 from ilr import config as cfg
+from ilr import trainers
 from ilr.io import DataError, read_json
 from ilr.layout import Layout
 from ilr.report import stats
@@ -94,7 +95,7 @@ def check_group_method(config: dict, key: str, mname: str, fail) -> None:
     methods = config["methods"]
     if mname not in methods:
         fail(key, f"unknown method {mname!r} (methods: {', '.join(methods)})")
-    if methods[mname]["trainer"] not in cfg.GROUP_TRAINERS:
+    if methods[mname]["trainer"] not in trainers.group():
         fail(key, f"method {mname!r} has trainer {methods[mname]['trainer']!r}; expected an ILR-family method")
 
 

@@ -1,7 +1,7 @@
 """The `tables` stage: every table of ilr/report/registry.py from the evaluation outputs.
 
 Reads only the files the tables need (each table's `eval_rows`: the same cells the Snakefile gives the
-`tables` rule as inputs, ilr.config.eval_cells), `<eval-dir>/<method>/<group>/<model>/seed<S>/<benchmark>.json`,
+`tables` rule as inputs, ilr.study.eval_cells), `<eval-dir>/<method>/<group>/<model>/seed<S>/<benchmark>.json`,
 and the multi-agent outputs (`--multi-agent-dir`); writes, in `--out-dir`, each table as `<name>.md`, `.csv`
 and `.tex` (ilr/report/render.py), and its figures in `--figures-dir`:
   main                  paper Table 1: per model Base, GRPO, PPO, ILR-<group>; paired tests (main.py)
@@ -25,7 +25,7 @@ from ilr.report.solo import EvalStore
 
 
 def config_slice(config: dict) -> dict:
-    """The config this stage reads (Snakemake's rerun trigger, ilr.config.stage_spec)."""
+    """The config this stage reads (Snakemake's rerun trigger, ilr.study.stage_spec)."""
     from ilr.config import METHOD_KEYS
 
     return {"tables": config["tables"], "seeds": config["seeds"], "evaluation": config["evaluation"],
@@ -58,7 +58,7 @@ def write_tables(config: dict, eval_dir: str | Path, out_dir: str | Path, figure
 
 
 def main(args: argparse.Namespace) -> int:
-    config = cfg.load(args.config)
+    config = cfg.load(args.config, checks=(registry.check,))
     for path in write_tables(config, args.eval_dir, args.out_dir, args.figures_dir, args.multi_agent_dir):
         print(path)
     return 0

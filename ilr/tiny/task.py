@@ -35,7 +35,9 @@ LETTERS = "ABCD"
 LIMIT = 99
 
 
-def _params(params: dict) -> dict:
+def task_params(params: dict) -> dict:
+    """The tiny task's parameters: `params` over DEFAULTS, checked (ValueError naming the bad one); the config
+    checks run this on `data.train.params` and each generated benchmark's."""
     unknown = set(params) - set(DEFAULTS)
     if unknown:
         raise ValueError(f"unknown tiny task params {sorted(unknown)}; known: {sorted(DEFAULTS)}")
@@ -148,7 +150,7 @@ def generate(source: str, n: int, seed: int, **params) -> list[dict]:
     """n records of a tiny source (benchmark = source), deterministic in (source, n, seed, params)."""
     if source not in MAKERS:
         raise ValueError(f"unknown tiny source {source!r}; known: {', '.join(SOURCES)}")
-    p = _params(params)
+    p = task_params(params)
     rng = random.Random(f"{source}/{seed}")
     records = []
     for i in range(int(n)):

@@ -1,6 +1,7 @@
 """The `train` stage: one method, one group (or one model for single-agent methods), one seed.
 
-A method's `trainer` (config `methods.<name>.trainer`) names a module of TRAINERS; each defines
+A method's `trainer` (config `methods.<name>.trainer`) names a trainer of ilr/trainers.py (TRAINERS:
+its module, single or group, the extra models it loads, its memory estimate); each module defines
 `train(config, args)` with the arguments below. Every trained model lands in
 `<out-dir>/<model>/final/` (model + tokenizer, save_pretrained), written once by the main process of a
 multi-process job (ilr/train/dist.py). On SIGTERM / SIGUSR1 / SIGINT (Slurm preemption, time limit,
@@ -14,17 +15,11 @@ import argparse
 import importlib
 import sys
 
-# trainer name (config methods.<m>.trainer) -> module with train(config, args)
-TRAINERS = {
-    "grpo": "ilr.train.grpo",   # TRL's GRPOTrainer
-    "ppo": "ilr.train.ppo",     # a small actor-critic on accelerate
-    "ilr": "ilr.train.ilr",     # the group trainer: one GRPOTrainer per member
-    "aipo": "ilr.train.aipo",   # GRPOTrainer whose rollouts consult agents on a helper model (METHOD.md "AIPO")
-}
+from ilr.trainers import TRAINERS
 
 
 def config_slice(config: dict, method: str, group: str, seed=None) -> dict:
-    """The config one training job reads (Snakemake's rerun trigger, ilr.config.stage_spec): the method's
+    """The config one training job reads (Snakemake's rerun trigger, ilr.study.stage_spec): the method's
     training args (the `training:` defaults + its keys, p a scalar), the trained models' paths (and AIPO's
     helper's), the interaction settings and members of a group run."""
     from ilr import config as cfg
@@ -38,9 +33,10 @@ def config_slice(config: dict, method: str, group: str, seed=None) -> dict:
     if cfg.is_group_run(config, method):
         spec["interaction"] = config["interaction"]
         spec["members"] = list(config["groups"][group])
-    helper = cfg.method_config(config, method).get("helper")
-    if helper is not None:   # AIPO's helper model, loaded for inference
-        spec["helper_path"] = config["models"][helper]["path"]
+    m = cfg.method_config(config, method)
+    for key in TRAINERS[m["trainer"]].extra_models:   # AIPO's helper model, loaded for inference
+        if m.get(key) is not None:
+            spec[f"{key}_path"] = config["models"][m[key]]["path"]
     return spec
 
 
@@ -67,7 +63,7 @@ def main(args: argparse.Namespace) -> int:
     method = cfg.method_config(config, args.method)
     torch.manual_seed(args.seed)
     try:
-        importlib.import_module(TRAINERS[method["trainer"]]).train(config, args)
+        importlib.import_module(TRAINERS[method["trainer"]].module).train(config, args)
     except preempt.Interrupted as e:
         print(f"[ilr train] {e}", file=sys.stderr, flush=True)
         return e.exit_code

@@ -1,5 +1,5 @@
 # Helpers and target lists shared by every rule file. The study's structure (which runs, which models,
-# which evaluation cells) comes from ilr/config.py, the same code the stages use.
+# which evaluation cells) comes from ilr/study.py and ilr/config/, the same code the stages use.
 
 import glob
 import os
@@ -20,7 +20,10 @@ sys.path.insert(0, REPO)
 os.environ["PYTHONPATH"] = REPO + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else "")
 
 from ilr import config as ilrcfg  # noqa: E402
+from ilr import study as ilrstudy  # noqa: E402
+from ilr import trainers as ilrtrainers  # noqa: E402
 from ilr.report import registry as tables_registry  # noqa: E402
+from ilr.code_inputs import stage_code  # noqa: E402
 from ilr.io import sha256_json, sha256_text, write_once  # noqa: E402
 from ilr.layout import Layout  # noqa: E402
 from snakemake.exceptions import WorkflowError  # noqa: E402
@@ -37,7 +40,7 @@ try:
     _overrides = ilrcfg.parse_overrides(_args) if _args else dict(workflow.config_settings.config)
     # validation before any job: the schema (every section closed, one schema per trainer), its defaults
     # filled in, then the semantic checks; every error names the file, the key and what was expected
-    _config, _ = ilrcfg.load_merged([_rel_or_abs(f) for f in _CONFIG_FILES], _overrides)
+    _config, _ = ilrstudy.load_merged([_rel_or_abs(f) for f in _CONFIG_FILES], _overrides)
     # and every GPU job must fit the GPUs it asks for (ilr/plan.py; `python -m ilr plan` prints the whole plan)
     from ilr import plan as ilrplan  # noqa: E402
 
@@ -87,7 +90,7 @@ def alt(names):
 
 
 def spec(stage, **ids):
-    return sha256_json(ilrcfg.stage_spec(config, stage, **ids))
+    return sha256_json(ilrstudy.stage_spec(config, stage, **ids))
 
 
 # ---- paths (README: "Where the outputs land"): one layout for the rules and the stages (ilr/layout.py)
@@ -109,9 +112,9 @@ def model_input(model):
     return [BUILT[model]] if model in BUILT else []
 
 
-# ---- the study's jobs (all from ilr/config.py)
-CELLS = ilrcfg.eval_cells(config)          # (run, group, model, seed) -> benchmarks the tables read
-TRAIN_JOBS = ilrcfg.train_jobs(config)     # (run, group-or-model, seed)
+# ---- the study's jobs (all from ilr/study.py)
+CELLS = ilrstudy.eval_cells(config)          # (run, group, model, seed) -> benchmarks the tables read
+TRAIN_JOBS = ilrstudy.train_jobs(config)     # (run, group-or-model, seed)
 SINGLE_RUNS = sorted({m for m, g, s in TRAIN_JOBS if not ilrcfg.is_group_run(config, m)})
 
 
@@ -121,7 +124,7 @@ def method_of(run):
 
 def needs_difficulty(run):
     m = method_of(run)
-    return m["trainer"] in ilrcfg.GROUP_TRAINERS and m.get("interaction") == "irt"
+    return ilrtrainers.trainer(m["trainer"]).group and m.get("interaction") == "irt"
 
 
 DIFFICULTY_GROUPS = sorted({g for m, g, s in TRAIN_JOBS if ilrcfg.is_group_run(config, m) and needs_difficulty(m)})
@@ -136,35 +139,21 @@ def table_targets():
     return tables_registry.outputs(config, LAYOUT.tables, LAYOUT.figures)
 
 
-# ---- code inputs: a change to a stage's source reruns that stage's jobs
+# ---- code inputs: a change to any module a stage runs reruns that stage's jobs. The files are derived from
+# what each stage's module imports, transitively (ilr/code_inputs.py), plus the prompt files it reads.
 _PROMPT_DIR = (config["prompts"] if os.path.isdir(config["prompts"])
                else os.path.join(REPO, "ilr", "prompts", config["prompts"]))
-_COMMON_GEN = ["ilr/generation.py", "ilr/grading/*.py", "ilr/prompts.py", "ilr/tiny/model.py",
-               "ilr/tiny/tokenizer.py", "ilr/numerics.py", "ilr/seeding.py"]
-STAGE_CODE = {
-    "prepare_data": ["ilr/data_prep.py", "ilr/benchmarks.py", "ilr/tiny/task.py"],
-    "build_model": ["ilr/tiny/*.py", "ilr/numerics.py"],
-    "ability": ["ilr/ability.py", "ilr/evaluate.py", "ilr/report/stats.py"] + _COMMON_GEN,
-    "difficulty": ["ilr/difficulty.py", "ilr/evaluate.py"] + _COMMON_GEN,
-    "train": ["ilr/train/*.py", "ilr/idea3.py", "ilr/interaction.py", "ilr/calibration.py"] + _COMMON_GEN,
-    "evaluate": ["ilr/evaluate.py", "ilr/vllm_engine.py", "ilr/report/stats.py", "ilr/provenance.py"] + _COMMON_GEN,
-    "multi_agent": ["ilr/multi_agent.py", "ilr/idea3.py", "ilr/evaluate.py", "ilr/report/stats.py",
-                    "ilr/provenance.py"] + _COMMON_GEN,
-    "tables": ["ilr/report/*.py", "ilr/report/*.yaml"],
-}
 _PROMPT_STAGES = ("ability", "difficulty", "train", "evaluate", "multi_agent")
 
 
 def code(stage):
-    files = []
-    for pat in STAGE_CODE[stage]:
-        files += sorted(glob.glob(os.path.join(REPO, pat)))
+    files = [os.path.join(REPO, f) for f in stage_code(stage)]
     if stage in _PROMPT_STAGES:
         files += sorted(glob.glob(os.path.join(_PROMPT_DIR, "*.txt")))
     return [_rel_or_abs(f) for f in files]
 
 
-# ---- resources (config `resources:`; see ilr.config.resources)
+# ---- resources (config `resources:`; see ilr.study.resources)
 _RES_NAMES = {"cpus": "cpus_per_task", "gpus": "gpu"}
 
 
@@ -175,17 +164,17 @@ def _slurm_resources(r):
 def job_resources(rule, sizes_of=None):
     """Snakemake `resources:` for a rule; sizes_of(wildcards) -> the model sizes of the job."""
     if sizes_of is None:
-        return {"gpu": 0, **_slurm_resources(ilrcfg.resources(config, rule))}
+        return {"gpu": 0, **_slurm_resources(ilrstudy.resources(config, rule))}
     # every key any size can produce, so that each key is defined for every job of the rule (gpu always:
     # the train rules' launcher reads it)
     keys = {"gpu"}
     for s in {m["size"] for m in MODELS.values()}:
-        keys |= set(_slurm_resources(ilrcfg.resources(config, rule, [s])))
-    keys |= set(_slurm_resources(ilrcfg.resources(config, rule)))
+        keys |= set(_slurm_resources(ilrstudy.resources(config, rule, [s])))
+    keys |= set(_slurm_resources(ilrstudy.resources(config, rule)))
 
     def value(key):
         def f(wildcards):
-            r = _slurm_resources(ilrcfg.resources(config, rule, sizes_of(wildcards)))
+            r = _slurm_resources(ilrstudy.resources(config, rule, sizes_of(wildcards)))
             return r.get(key, "" if key in ("slurm_partition", "slurm_account", "gpu_model", "constraint",
                                             "qos", "slurm_extra") else 0)
         return f
@@ -195,8 +184,8 @@ def job_resources(rule, sizes_of=None):
 
 def job_threads(rule, sizes_of=None):
     if sizes_of is None:
-        return ilrcfg.resources(config, rule).get("cpus", 1)
-    return lambda wildcards: ilrcfg.resources(config, rule, sizes_of(wildcards)).get("cpus", 1)
+        return ilrstudy.resources(config, rule).get("cpus", 1)
+    return lambda wildcards: ilrstudy.resources(config, rule, sizes_of(wildcards)).get("cpus", 1)
 
 
 def sizes(*models):

@@ -47,10 +47,15 @@ def _train_shell(extra=""):
     )
 
 
+def _models(trained, run):
+    """The trained models, and the extra models the run's trainer loads for inference (AIPO's helper;
+    ilr/trainers.py), where they are built locally."""
+    names = list(trained) + ilrtrainers.extra_models(method_of(run))
+    return list(dict.fromkeys(p for m in names for p in model_input(m)))
+
+
 def _single_models(wc):
-    """The trained model, and AIPO's helper (loaded for inference), where they are built locally."""
-    helper = method_of(wc.method).get("helper")
-    return list(dict.fromkeys(model_input(wc.model) + (model_input(helper) if helper else [])))
+    return _models([wc.model], wc.method)
 
 
 rule train_single:
@@ -94,7 +99,7 @@ for _group, _members in config["groups"].items():
             "train_group_" + re.sub(r"\W", "_", _group)
         input:
             code("train"),
-            models=[p for m in _members for p in model_input(m)],
+            models=lambda wc, ms=_members: _models(ms, wc.method),
             train=TRAIN,
             ability=[ability_file(m) for m in _members],
             difficulty=_difficulty_input(_group),
