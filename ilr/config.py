@@ -411,6 +411,11 @@ def check(config: dict, source: str = "<config>") -> None:
         if s not in sizes:
             fail(f"generation.tensor_parallel_size.{s}", f"no model has size {s!r} (sizes: {', '.join(sorted(sizes))})")
 
+    # every stage's longest prompt + completion must fit generation.max_model_len (ilr/context_budget.py)
+    from ilr import context_budget
+
+    context_budget.check(config, fail)
+
 
 def _check_data_spec(key: str, spec: dict, fail) -> None:
     """A data source the registry knows; `params` only for generated sources, checked as the generator does."""
@@ -605,9 +610,14 @@ def resources(config: dict, rule: str, sizes: list[str] | None = None) -> dict:
 
 def add_arguments(p) -> None:
     p.add_argument("files", nargs="+", help="config files, merged in order as by `snakemake --configfile A B`")
+    p.add_argument("--budget", action="store_true", help="print every stage's longest prompt + completion")
 
 
 def main(args) -> int:
-    load_merged(args.files)
-    print(f"{', '.join(args.files)}: valid")
+    from ilr import context_budget
+
+    config, _ = load_merged(args.files)
+    print(f"{', '.join(args.files)}: valid; {context_budget.summary(config)}")
+    for stage in context_budget.stages(config) if args.budget else ():
+        print("  " + context_budget.describe(stage))
     return 0
