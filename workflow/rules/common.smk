@@ -142,7 +142,7 @@ _PROMPT_DIR = (config["prompts"] if os.path.isdir(config["prompts"])
 _COMMON_GEN = ["ilr/generation.py", "ilr/grading/*.py", "ilr/prompts.py", "ilr/tiny/model.py",
                "ilr/tiny/tokenizer.py", "ilr/numerics.py", "ilr/seeding.py"]
 STAGE_CODE = {
-    "prepare_data": ["ilr/data_prep.py", "ilr/benchmarks.py", "ilr/tiny/task.py"],
+    "prepare_data": ["ilr/data_prep.py", "ilr/benchmarks.py", "ilr/tiny/task.py", "ilr/context_budget.py"],
     "build_model": ["ilr/tiny/*.py", "ilr/numerics.py"],
     "ability": ["ilr/ability.py", "ilr/evaluate.py", "ilr/report/stats.py"] + _COMMON_GEN,
     "difficulty": ["ilr/difficulty.py", "ilr/evaluate.py"] + _COMMON_GEN,
