@@ -11,7 +11,8 @@ Where things live (README "Running on a cluster"):
   rollout's generation memory are resident at a time, on top of every member's sharded training state.
 
 Per GPU, with P parameters, N processes, b sequences per process and step (questions_per_step / N x G x
-trained stages), C = max_new_tokens, T = generation.max_model_len (prompt + completion, an upper bound):
+trained stages), C = max_new_tokens, T = the run's longest prompt + completion (its context budget,
+ilr/config/budget.py; at most generation.max_model_len, which inference jobs take):
   training state   16 P / N bytes (bf16 weights 2 + bf16 gradients 2 + fp32 master weights 4 + Adam 8),
                    4 P / N with the optimizer offloaded to CPU (offload_optimizer_device: cpu), 16 P under DDP
   reference model  2 P / N (beta > 0; ZeRO-3 shards it too; 2 P under DDP)
@@ -158,7 +159,9 @@ def training_need(config: dict, run: str, models: list[Model], sizes: list[str],
     b = args["questions_per_step"] / N * args["num_generations"] * stages
     if ppo:
         b = min(b, args.get("micro_batch_size", 8))
-    T, C = config["generation"]["max_model_len"], args["max_new_tokens"]
+    from ilr.config.budget import run_tokens
+
+    T, C = run_tokens(config, run), args["max_new_tokens"]
     per_token = 2 if args["gradient_checkpointing"] else 34
     activations = max(b * T * m.hidden * m.layers * per_token + b * C * m.vocab * 6 for m in models)
     if ppo:   # the critic's backbone runs beside the actor's

@@ -147,9 +147,14 @@ def resources(config: dict, rule: str, sizes: list[str] | None = None) -> dict:
 
 def add_arguments(p) -> None:
     p.add_argument("files", nargs="+", help="config files, merged in order as by `snakemake --configfile A B`")
+    p.add_argument("--budget", action="store_true", help="print every stage's longest prompt + completion")
 
 
 def main(args) -> int:
-    load_merged(args.files)
-    print(f"{', '.join(args.files)}: valid")
+    from ilr.config import budget
+
+    config, _ = load_merged(args.files)
+    print(f"{', '.join(args.files)}: valid; {budget.summary(config)}")
+    for stage in budget.stages(config) if args.budget else ():
+        print("  " + budget.describe(stage))
     return 0

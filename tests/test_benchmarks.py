@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from ilr.benchmarks import REGISTRY, load_records
+from ilr.config import load_yaml
 from ilr.data_prep import prepare, split
 from ilr.io import DataError, read_jsonl
 
@@ -132,7 +133,9 @@ def test_prepare_data_paper_like(tmp_path):
     cfg = {"data": {"train": {"source": "math_train", "path": str(DATA / "math_train/train.jsonl"),
                               "n_val": 1000, "split_seed": 0}},
            "benchmarks": {"math500": {"source": "math500", "path": str(DATA / "math500/test.jsonl")},
-                          "mbpp": {"source": "mbpp", "path": str(DATA / "mbpp/test.jsonl")}}}
+                          "mbpp": {"source": "mbpp", "path": str(DATA / "mbpp/test.jsonl")}},
+           # the paper's question bound (the schema's default, 512, refuses two MBPP tasks: tests/test_context_budget.py)
+           "context_budget": load_yaml(Path(__file__).resolve().parents[1] / "config" / "paper.yaml")["context_budget"]}
     m = prepare(cfg, tmp_path)
     assert m["files"]["train.jsonl"]["records"] == 11000 and m["files"]["val.jsonl"]["records"] == 1000
     train, val = read_jsonl(tmp_path / "train.jsonl"), read_jsonl(tmp_path / "val.jsonl")

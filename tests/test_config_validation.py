@@ -65,6 +65,8 @@ BROKEN = [
     ("params of a hub source", lambda c: c["benchmarks"]["arith"].update(source="gsm8k"),
      "benchmarks.arith.params", "only generated sources take params"),
     ("unknown prompts", lambda c: c.update(prompts="tinyy"), "prompts", "prompt directory 'tinyy' not found"),
+    ("context too small", lambda c: c["generation"].update(max_model_len=256),   # tests/test_context_budget.py
+     "generation.max_model_len", "256 tokens cannot hold the longest prompt plus its completion"),
 ]
 
 

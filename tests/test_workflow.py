@@ -91,9 +91,9 @@ def test_tiny_dryrun_model_granularity(tmp_path):
     assert sum(v for k, v in stats.items() if k.startswith("evaluate_model")) == n_models
     assert "evaluate" not in stats
     # the tiny models are built where config.yaml says (results/models/, shared by every study of this working
-    # directory): the ones a `make demo` already built are not built again
+    # directory): the ones a `make demo` already built are not built again, unless their code changed since
     unbuilt = [m for m in config["models"].values() if not (REPO / m["path"] / "config.json").is_file()]
-    assert stats.get("build_model", 0) == len(unbuilt)
+    assert len(unbuilt) <= stats.get("build_model", 0) <= len(config["models"])
 
 
 def test_cell_granularity_override(tmp_path):

@@ -99,6 +99,11 @@ def check(config: dict, source: str = "<config>", extra: Iterable[Check] = ()) -
         if s not in sizes:
             fail(f"generation.tensor_parallel_size.{s}", f"no model has size {s!r} (sizes: {', '.join(sorted(sizes))})")
 
+    # every stage's longest prompt + completion must fit generation.max_model_len (ilr/config/budget.py)
+    from ilr.config import budget
+
+    budget.check(config, fail)
+
 
 def _check_data_spec(key: str, spec: dict, fail) -> None:
     """A data source the registry knows; `params` only for generated sources, checked as the generator does."""
