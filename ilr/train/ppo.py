@@ -164,7 +164,10 @@ def train_ppo(config: dict, method: str, model_name: str, seed: int, train_path:
         from accelerate import PartialState
 
         PartialState(backend="gloo")
-    accelerator = Accelerator(mixed_precision=mixed_precision(), cpu=not torch.cuda.is_available() and not use_deepspeed)
+    # step_scheduler_with_optimizer=False: the schedule moves once per step; left to accelerate it would move
+    # N times per step under N processes (it assumes a dataloader split into N per-process batches)
+    accelerator = Accelerator(mixed_precision=mixed_precision(), cpu=not torch.cuda.is_available() and not use_deepspeed,
+                              step_scheduler_with_optimizer=False)
     if dist.is_main():
         run_dir.mkdir(parents=True, exist_ok=True)
     schedule = question_schedule(train_path, steps, qps, seed)
