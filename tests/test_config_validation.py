@@ -205,7 +205,7 @@ def test_ppo_defaults_come_from_the_schema():
                              "micro_batch_size", "generation_batch_size", "save_total_limit"}
     for k, v in declared.items():
         assert k in ppo
-    assert ppo["vf_coef"] == 0.5 and ppo["cliprange_value"] == 0.2 and ppo["critic_learning_rate"] is None
+    assert ppo["vf_coef"] == 0.5 and ppo["cliprange_value"] == 0.2 and ppo["critic_learning_rate"] == 7.0e-4
     # an entry that sets none of them gets the schema's: one update per step, no warm-up, the actor's rate
     bare = tiny()
     bare["methods"]["ppo"] = {"trainer": "ppo"}
