@@ -49,6 +49,8 @@ BROKEN = [
      "methods.grpo.groups", "unknown key 'groups'"),
     ("ppo value", lambda c: c["methods"]["ppo"].update(lr_scheduler_type="cosine_annealing"),
      "methods.ppo.lr_scheduler_type", "is not one of"),
+    ("ppo minibatches", lambda c: c["methods"]["ppo"].update(num_mini_batches=5),
+     "methods.ppo.num_mini_batches", "does not divide"),
     ("section key typo", lambda c: c["evaluation"].update(bootstrapp=5),
      "evaluation.bootstrapp", "did you mean 'bootstrap'"),
     ("training key typo", lambda c: c["training"].update(learningrate=1e-4),
@@ -201,11 +203,18 @@ def test_ppo_defaults_come_from_the_schema():
     ppo = c["methods"]["ppo"]
     declared = {k: v["default"] for k, v in cfg.trainer_keys("ppo").items() if "default" in v}
     assert set(declared) == {"vf_coef", "gae_gamma", "gae_lambda", "cliprange_value", "whiten_advantages",
-                             "critic_learning_rate", "weight_decay", "max_grad_norm", "lr_scheduler_type",
-                             "warmup_steps", "micro_batch_size", "generation_batch_size", "save_total_limit"}
+                             "critic_learning_rate", "ppo_epochs", "num_mini_batches", "value_warmup_steps",
+                             "weight_decay", "max_grad_norm", "lr_scheduler_type", "warmup_steps",
+                             "micro_batch_size", "generation_batch_size", "save_total_limit"}
     for k, v in declared.items():
         assert k in ppo
-    assert ppo["vf_coef"] == 0.5 and ppo["cliprange_value"] == 0.2 and ppo["critic_learning_rate"] is None
+    assert ppo["vf_coef"] == 0.5 and ppo["cliprange_value"] == 0.2 and ppo["critic_learning_rate"] == 7.0e-4
+    # an entry that sets none of them gets the schema's: one update per step, no warm-up, the actor's rate
+    bare = tiny()
+    bare["methods"]["ppo"] = {"trainer": "ppo"}
+    bare = cfg.validate(bare)["methods"]["ppo"]
+    assert (bare["critic_learning_rate"], bare["ppo_epochs"], bare["num_mini_batches"],
+            bare["value_warmup_steps"]) == (None, 1, 1, 0)
     args = cfg.training_args(c, "ppo")
     assert args["micro_batch_size"] == 8 and args["steps"] == c["training"]["steps"]
     # the other trainers get none of them

@@ -135,6 +135,9 @@ def test_two_processes_train_what_one_does(tmp_path, tiny_config, warm_models, s
     assert [m["step"] for m in metrics] == list(range(1, STEPS + 1))          # logged once per step
     ppo = read_jsonl(run_dirs(tmp_path)["ppo"] / "tiny-llama/metrics.jsonl")
     assert [m["step"] for m in ppo] == list(range(1, STEPS + 1))
+    # the learning-rate schedule moves once per step, as in one process (not once per process)
+    ppo_one = read_jsonl(run_dirs(single)["ppo"] / "tiny-llama/metrics.jsonl")
+    assert [m["learning_rate"] for m in ppo] == [m["learning_rate"] for m in ppo_one]
 
 
 def test_two_processes_resume_after_sigterm(tmp_path, tiny_config, warm_models):

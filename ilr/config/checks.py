@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from ilr.config.loading import ConfigError
-from ilr.config.runs import run_names
+from ilr.config.runs import run_names, training_args
 from ilr.trainers import TRAINERS
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -77,6 +77,12 @@ def check(config: dict, source: str = "<config>", extra: Iterable[Check] = ()) -
             lo, hi = m["is_clip"]
             if lo > hi:
                 fail(f"{key}.is_clip", f"expected [lower, upper] with lower <= upper, got {m['is_clip']}")
+        if trainer == "ppo":
+            a = training_args(config, name)
+            if a["questions_per_step"] * a["num_generations"] % a["num_mini_batches"]:
+                fail(f"{key}.num_mini_batches", f"{a['num_mini_batches']} does not divide the step's "
+                     f"questions_per_step x num_generations = {a['questions_per_step'] * a['num_generations']} "
+                     "sequences (nor, then, each process's share)")
         # (a grpo/ppo entry with an ILR key fails the schema: each trainer's entry is closed)
     runs = run_names(config)
     if len(set(runs)) != len(runs):

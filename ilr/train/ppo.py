@@ -15,29 +15,37 @@ a learned reward model), so this is the classic RLHF PPO loop written on the sam
 - GAE with `gae_gamma` (1.0) and `gae_lambda` (0.95); advantages whitened over the batch
   (`whiten_advantages`, TRL PPO's default); returns = advantages (before whitening) + values;
 - loss = PPO clipped policy loss (`epsilon`) + `vf_coef` * clipped value loss (`cliprange_value`),
-  token-level means over the whole batch.
+  token-level means over each optimizer update's minibatch;
+- updates, as verl and OpenRLHF make them: `ppo_epochs` passes over the step's batch, each in
+  `num_mini_batches` updates (`minibatch_rows`), so from the second update on the ratio departs from 1
+  and the clipping acts; the critic has its own `critic_learning_rate`; for the first
+  `value_warmup_steps` steps only the critic learns (the actor is frozen: loss weight and learning rate 0).
+The maths is in ilr/train/ppo_math.py.
 
 (choice) Parity with GRPO: each step takes the step's `questions_per_step` questions of
 `question_schedule` and samples `num_generations` completions per question (as GRPO does), so both
-methods see the same questions, the same number of samples and make the same number of optimizer
-updates (one per step). With one update on freshly sampled data the ratio is 1 at the update, as in
-TRL's GRPO with `num_iterations=1`; the clipping is in the objective all the same.
+methods see the same questions and the same number of samples over the same number of steps. GRPO makes
+one update per step (TRL's `num_iterations=1`: the ratio is 1 at the update); PPO makes the references'
+ppo_epochs x num_mini_batches (1 x 4 in config/paper.yaml); the learning-rate schedule moves once per step.
 
 Training-args keys read here (config `training` merged with `methods.<method>`; the defaults of the
-ppo-only keys are in the config schema, workflow/schemas/config.schema.yaml): steps, questions_per_step, num_generations, learning_rate, beta, epsilon, temperature,
-max_new_tokens, save_steps, vf_coef, gae_gamma, gae_lambda, cliprange_value, whiten_advantages,
-critic_learning_rate (null: learning_rate), weight_decay, max_grad_norm (clipped separately for actor
-and critic; under DeepSpeed its own global `gradient_clipping` applies instead), lr_scheduler_type,
-warmup_steps, micro_batch_size (gradient accumulation only; does not change the maths),
+ppo-only keys are in the config schema, workflow/schemas/config.schema.yaml): steps, questions_per_step,
+num_generations, learning_rate, beta, epsilon, temperature, max_new_tokens, save_steps, vf_coef,
+gae_gamma, gae_lambda, cliprange_value, whiten_advantages, critic_learning_rate (null: learning_rate),
+ppo_epochs, num_mini_batches (must divide each process's sequences per step), value_warmup_steps,
+weight_decay, max_grad_norm (clipped separately for actor and critic at each update; under DeepSpeed its
+own global `gradient_clipping` applies instead), lr_scheduler_type, warmup_steps (in steps),
+micro_batch_size (gradient accumulation within a minibatch; does not change the maths),
 generation_batch_size, save_total_limit, gradient_checkpointing (actor and critic).
 
 Distribution (accelerate): actor and critic are one module (`ActorCritic`) prepared once, with one
 optimizer, on whatever `accelerate launch` set up: one process, DDP, or DeepSpeed ZeRO-3 (the
 paper config; the reference model is then sharded too, and the actor's weights are gathered for
 sampling). Weights are fp32 masters, bf16 autocast on GPU. Each of N processes samples and scores
-its `questions_per_step / N` questions; the loss is the token mean over all processes' completions
+its `questions_per_step / N` questions; minibatch k is the same set of the step's sequences under
+any N (`minibatch_rows`), an update's loss is the token mean over that minibatch on all processes
 (scaled so that the gradient average over processes gives exactly that), advantages are whitened
-with statistics over all processes, and metrics are summed over them: N processes make the update
+with statistics over all processes, and metrics are summed over them: N processes make the updates
 one process would make from the same samples.
 
 Outputs under `<out_dir>/<model>/`: `final/` (actor + tokenizer, written once and atomically by the
@@ -46,8 +54,9 @@ main process, gathered under ZeRO-3), `checkpoints/checkpoint-N/` (`state/`: acc
 `save_steps`, `rollouts.jsonl` (per step and question: the G completions and rewards) and
 `metrics.jsonl` (one row per step: reward_mean/std, kl = mean over sequences of the summed per-token
 log pi - log pi_ref on the sampled tokens (an unbiased estimate that can be negative; null when beta ==
-0, as no reference model is loaded then), policy_loss, value_loss, clip fractions, entropy,
-value/return means, completion_length, truncated_fraction, grad norms, learning_rate). A run restarts
+0, as no reference model is loaded then), value_warmup (the actor frozen), policy_loss, value_loss,
+clip fractions, ppo_kl and entropy (means over every update's tokens), value/return means,
+completion_length, truncated_fraction, grad norms (means over the updates), learning_rate). A run restarts
 from its latest checkpoint; since torch is seeded with `stable_seed(seed, step, rank)` before each
 step's sampling, a killed and restarted run ends with the same weights as an uninterrupted one (on CPU).
 """
@@ -65,83 +74,8 @@ import torch
 from ilr.seeding import stable_seed
 from ilr.train import dist, preempt
 from ilr.train.common import latest_checkpoint, question_schedule, rule_reward, truncate_log, write_log
-
-# ----------------------------------------------------------------------------- the maths (tested)
-
-def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return (x * mask).sum() / mask.sum().clamp(min=1)
-
-
-def masked_whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """(x - mean) / std over the masked entries (unbiased variance, as TRL's former masked_whiten)."""
-    mean = masked_mean(x, mask)
-    n = mask.sum()
-    var = (((x - mean) ** 2) * mask).sum() / (n - 1).clamp(min=1)
-    return ((x - mean) * torch.rsqrt(var + eps)) * mask
-
-
-def token_rewards(scores: torch.Tensor, logprobs: torch.Tensor, ref_logprobs: torch.Tensor | None,
-                  mask: torch.Tensor, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token rewards: -beta * (logp - ref_logp) on each completion token, plus the sequence's score
-    on its last token. Returns (rewards [B, T], per-token KL [B, T]); mask is right-padded."""
-    mask = mask.to(logprobs.dtype)
-    if ref_logprobs is None:
-        kl = torch.zeros_like(logprobs)
-    else:
-        kl = (logprobs - ref_logprobs) * mask
-    rewards = -beta * kl
-    last = mask.sum(1).long() - 1
-    rows = torch.arange(len(scores), device=rewards.device)
-    rewards[rows, last.clamp(min=0)] += scores.to(rewards.dtype) * (last >= 0)
-    return rewards * mask, kl
-
-
-def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float
-        ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Generalised advantage estimation over right-padded sequences; V after the last token is 0.
-
-    delta_t = r_t + gamma V_{t+1} - V_t ; A_t = delta_t + gamma lam A_{t+1} ; returns R_t = A_t + V_t.
-    """
-    mask = mask.to(values.dtype)
-    values = values * mask
-    rewards = rewards * mask
-    T = rewards.shape[1]
-    adv = torch.zeros_like(rewards)
-    last = torch.zeros_like(rewards[:, 0])
-    for t in reversed(range(T)):
-        next_v = values[:, t + 1] if t + 1 < T else torch.zeros_like(last)
-        delta = rewards[:, t] + gamma * next_v - values[:, t]
-        last = delta + gamma * lam * last
-        adv[:, t] = last
-    adv = adv * mask
-    return adv, (adv + values) * mask
-
-
-def policy_loss_terms(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor,
-                      epsilon: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token PPO clipped loss max(-A r, -A clip(r, 1-eps, 1+eps)) and whether clipping was active."""
-    ratio = torch.exp(logprobs - old_logprobs)
-    loss1 = -advantages * ratio
-    loss2 = -advantages * torch.clamp(ratio, 1.0 - epsilon, 1.0 + epsilon)
-    return torch.max(loss1, loss2), (loss2 > loss1).float()
-
-
-def value_loss_terms(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor,
-                     clip: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token clipped value loss 0.5 max((V - R)^2, (clip(V, V_old -+ c) - R)^2), and clip activity."""
-    clipped = old_values + torch.clamp(values - old_values, -clip, clip)
-    l1 = (values - returns) ** 2
-    l2 = (clipped - returns) ** 2
-    return 0.5 * torch.max(l1, l2), (l2 > l1).float()
-
-
-def policy_loss(logprobs, old_logprobs, advantages, mask, epsilon) -> torch.Tensor:
-    return masked_mean(policy_loss_terms(logprobs, old_logprobs, advantages, epsilon)[0], mask)
-
-
-def value_loss(values, old_values, returns, mask, clip) -> torch.Tensor:
-    return masked_mean(value_loss_terms(values, old_values, returns, clip)[0], mask)
-
+from ilr.train.ppo_math import (gae, global_whiten, minibatch_rows, policy_loss_terms, token_rewards,
+                                value_loss_terms)
 
 # ----------------------------------------------------------------------------- model plumbing
 
@@ -205,14 +139,6 @@ def _gathered(accelerator, module):
     return contextlib.nullcontext()
 
 
-def _global_whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """masked_whiten with the mean and (unbiased) variance over every process's tokens."""
-    n, s1, s2 = dist.sum_all([mask.sum().item(), (x * mask).sum().item(), (x * x * mask).sum().item()])
-    mean = s1 / max(n, 1)
-    var = max(s2 - n * mean * mean, 0.0) / max(n - 1, 1)
-    return ((x - mean) * (var + eps) ** -0.5) * mask
-
-
 # ----------------------------------------------------------------------------- the trainer
 
 def train_ppo(config: dict, method: str, model_name: str, seed: int, train_path: str, out_dir: str, *,
@@ -248,7 +174,10 @@ def train_ppo(config: dict, method: str, model_name: str, seed: int, train_path:
         from accelerate import PartialState
 
         PartialState(backend="gloo")
-    accelerator = Accelerator(mixed_precision=mixed_precision(), cpu=not torch.cuda.is_available() and not use_deepspeed)
+    # step_scheduler_with_optimizer=False: the schedule moves once per step; left to accelerate it would move
+    # N times per step under N processes (it assumes a dataloader split into N per-process batches)
+    accelerator = Accelerator(mixed_precision=mixed_precision(), step_scheduler_with_optimizer=False,
+                              cpu=not torch.cuda.is_available() and not use_deepspeed)
     if dist.is_main():
         run_dir.mkdir(parents=True, exist_ok=True)
     schedule = question_schedule(train_path, steps, qps, seed)
@@ -279,11 +208,17 @@ def train_ppo(config: dict, method: str, model_name: str, seed: int, train_path:
     scheduler = get_scheduler(args["lr_scheduler_type"], optimizer, num_warmup_steps=int(args["warmup_steps"]),
                               num_training_steps=steps)
     B = my_qps * G                                  # this process's sequences per step
-    mb = min(max(1, int(args["micro_batch_size"])), B)
-    n_micro = -(-B // mb)
+    epochs, warmup = int(args["ppo_epochs"]), int(args["value_warmup_steps"])
+    try:
+        minibatches = minibatch_rows(B, int(args["num_mini_batches"]))
+    except ValueError as e:
+        raise ValueError(f"methods.{method}.num_mini_batches must divide each process's sequences per step "
+                         f"(questions_per_step / processes x num_generations = {B}): {e}") from None
+    mb = min(max(1, int(args["micro_batch_size"])), B // len(minibatches))
+    n_micro = -(-(B // len(minibatches)) // mb)     # micro-batches per minibatch (= per optimizer update)
     grad_scale = dist.world_size()                  # DDP and DeepSpeed average gradients over the processes
     if accelerator.state.deepspeed_plugin is not None:
-        # no dataloader: DeepSpeed is told the micro-batch, and accumulates n_micro backward passes per step
+        # no dataloader: DeepSpeed is told the micro-batch, and accumulates n_micro backward passes per update
         # (it divides each loss by its accumulation steps: undone by grad_scale)
         ds = accelerator.state.deepspeed_plugin.deepspeed_config
         ds["train_micro_batch_size_per_gpu"] = mb
@@ -292,6 +227,7 @@ def train_ppo(config: dict, method: str, model_name: str, seed: int, train_path:
         grad_scale *= n_micro
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     device = accelerator.device
+    minibatches = [rows.to(device) for rows in minibatches]
     ref = None
     if beta != 0.0:
         ref = AutoModelForCausalLM.from_pretrained(
@@ -348,38 +284,52 @@ def train_ppo(config: dict, method: str, model_name: str, seed: int, train_path:
             rewards, kl = token_rewards(scores, old_lp, ref_lp, mask, beta)
             adv, returns = gae(rewards, old_v, mask, float(args["gae_gamma"]), float(args["gae_lambda"]))
             if args["whiten_advantages"]:
-                adv = _global_whiten(adv, mask)
+                adv = global_whiten(adv, mask)
 
-        # One optimizer update on the step's batch over every process (micro-batches accumulate gradients):
-        # the loss is the token mean over all processes' completion tokens.
-        n_tok = max(dist.sum_all([mask.sum().item()])[0], 1.0)
-        sums = {"pg": 0.0, "vf": 0.0, "pg_clip": 0.0, "vf_clip": 0.0, "entropy": 0.0}
-        for i in range(0, B, mb):
-            sl = slice(i, i + mb)
-            m = mask[sl]
-            with accelerator.autocast():
-                logits, v = model(ids[sl], att[sl], wp)
-            logits = logits.float()
-            lp = selective_log_softmax(logits, comp[sl], temperature=temperature)
-            pg, pg_c = policy_loss_terms(lp, old_lp[sl], adv[sl], float(args["epsilon"]))
-            vf, vf_c = value_loss_terms(v, old_v[sl], returns[sl], float(args["cliprange_value"]))
-            pg_sum, vf_sum = (pg * m).sum(), (vf * m).sum()
-            accelerator.backward((pg_sum + float(args["vf_coef"]) * vf_sum) * grad_scale / n_tok)
-            with torch.no_grad():
-                sums["pg"] += pg_sum.item()
-                sums["vf"] += vf_sum.item()
-                sums["pg_clip"] += (pg_c * m).sum().item()
-                sums["vf_clip"] += (vf_c * m).sum().item()
-                sums["entropy"] += (entropy_from_logits(logits / temperature) * m).sum().item()
-        actor_norm = critic_norm = None
-        if accelerator.state.deepspeed_plugin is None:   # DeepSpeed clips (its gradient_clipping) and steps itself
-            max_norm = float(args["max_grad_norm"]) if args["max_grad_norm"] else float("inf")
-            actor_norm = float(accelerator.clip_grad_norm_(unwrapped.actor.parameters(), max_norm))
-            critic_norm = float(accelerator.clip_grad_norm_(unwrapped.critic.parameters(), max_norm))
-        lr = scheduler.get_last_lr()[0]
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        # ppo_epochs passes over the step's batch, each as num_mini_batches optimizer updates (micro-batches
+        # accumulate gradients); an update's loss is the token mean over its minibatch's completion tokens on
+        # every process. Value warm-up (the first value_warmup_steps steps): the actor's loss weight and learning
+        # rate are 0, so its weights and Adam moments stay as they are while the critic learns (verl's
+        # critic_warmup, OpenRLHF's freezing_actor_steps); the actor still runs, so DDP sees every gradient.
+        # Adam's step count does advance under any engine: after 16 warm-up updates the actor's first updates
+        # are smaller than a fresh Adam's (0.5x), then up to 1.2x larger (1.07x at the 100th).
+        frozen = step < warmup
+        n_tok_mini = [max(n, 1.0) for n in dist.sum_all([mask[rows].sum().item() for rows in minibatches])]
+        n_tok = sum(n_tok_mini)
+        n_pass = n_tok * epochs                 # the loss metrics are means over every pass's tokens
+        sums = {"pg": 0.0, "vf": 0.0, "pg_clip": 0.0, "vf_clip": 0.0, "entropy": 0.0, "ppo_kl": 0.0}
+        norms, lr = [], scheduler.get_last_lr()[0]
+        max_norm = float(args["max_grad_norm"]) if args["max_grad_norm"] else float("inf")
+        for _ in range(epochs):
+            for rows, n_k in zip(minibatches, n_tok_mini):
+                if frozen:   # the scheduler sets every group's rate again at its next step
+                    optimizer.param_groups[0]["lr"] = 0.0
+                for i in range(0, len(rows), mb):
+                    sl = rows[i:i + mb]
+                    m = mask[sl]
+                    with accelerator.autocast():
+                        logits, v = model(ids[sl], att[sl], wp)
+                    logits = logits.float()
+                    lp = selective_log_softmax(logits, comp[sl], temperature=temperature)
+                    pg, pg_c = policy_loss_terms(lp, old_lp[sl], adv[sl], float(args["epsilon"]))
+                    vf, vf_c = value_loss_terms(v, old_v[sl], returns[sl], float(args["cliprange_value"]))
+                    pg_sum, vf_sum = (pg * m).sum(), (vf * m).sum()
+                    loss = (0.0 if frozen else 1.0) * pg_sum + float(args["vf_coef"]) * vf_sum
+                    accelerator.backward(loss * grad_scale / n_k)
+                    with torch.no_grad():
+                        sums["pg"] += pg_sum.item()
+                        sums["vf"] += vf_sum.item()
+                        sums["pg_clip"] += (pg_c * m).sum().item()
+                        sums["vf_clip"] += (vf_c * m).sum().item()
+                        sums["entropy"] += (entropy_from_logits(logits / temperature) * m).sum().item()
+                        sums["ppo_kl"] += ((old_lp[sl] - lp) * m).sum().item()
+                if accelerator.state.deepspeed_plugin is None:   # DeepSpeed clips (gradient_clipping), steps itself
+                    norms.append((float(accelerator.clip_grad_norm_(unwrapped.actor.parameters(), max_norm)),
+                                  float(accelerator.clip_grad_norm_(unwrapped.critic.parameters(), max_norm))))
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+        scheduler.step()                        # once per step, as verl's actor and critic schedulers
+        actor_norm, critic_norm = (sum(n) / len(norms) for n in zip(*norms)) if norms else (None, None)
 
         total = dict(zip(["n_seq", "reward", "reward_sq", "kl", "value", "ret", "length", "truncated",
                           *sums], dist.sum_all([
@@ -393,11 +343,13 @@ def train_ppo(config: dict, method: str, model_name: str, seed: int, train_path:
             "reward_mean": reward_mean,
             "reward_std": (max(total["reward_sq"] - n_seq * reward_mean ** 2, 0.0) / max(n_seq - 1, 1)) ** 0.5,
             "kl": total["kl"] / n_seq if ref is not None else None,   # per sequence, summed over tokens
-            "policy_loss": total["pg"] / n_tok,
-            "value_loss": total["vf"] / n_tok,
-            "policy_clipfrac": total["pg_clip"] / n_tok,
-            "value_clipfrac": total["vf_clip"] / n_tok,
-            "entropy": total["entropy"] / n_tok,
+            "value_warmup": frozen,             # the actor was frozen this step
+            "policy_loss": total["pg"] / n_pass,
+            "value_loss": total["vf"] / n_pass,
+            "policy_clipfrac": total["pg_clip"] / n_pass,
+            "value_clipfrac": total["vf_clip"] / n_pass,
+            "ppo_kl": total["ppo_kl"] / n_pass,   # mean log pi_old - log pi: 0 until the step's first update
+            "entropy": total["entropy"] / n_pass,
             "value_mean": total["value"] / n_tok,
             "return_mean": total["ret"] / n_tok,
             "completion_length": total["length"] / n_seq,
