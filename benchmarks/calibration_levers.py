@@ -44,15 +44,16 @@ def rescored(rewards: list[float], keep_format: bool, weight: float) -> list[flo
 
 
 def effect(rows: list[dict], pooled: bool, scale: str, keep_format: bool, weight: float, eps: float) -> tuple[float, float]:
-    from ilr.calibration import advantages, calibrate
+    from ilr.calibration import calibrate
+    from ilr.train.rl import advantages
     from ilr.train.ilr import calibration_effect
 
     recomputed, moved, pairs = [], 0, 0
     for row in rows:
         raw = {n: rescored(m["rewards"], keep_format, weight) for n, m in row["models"].items()}
         cal = calibrate(raw, eps)
-        a = advantages(cal, pooled, scale)
-        b = advantages(raw, pooled, scale)
+        a = advantages(cal, "pooled" if pooled else "member", scale)
+        b = advantages(raw, "pooled" if pooled else "member", scale)
         one = {"models": {n: {"advantages": a[n], "advantages_uncalibrated": b[n]} for n in raw}}
         recomputed.append(one)
         for n in raw:

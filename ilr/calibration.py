@@ -1,4 +1,5 @@
-"""Perception Calibration (METHOD.md section 5), and the advantages a group member trains on.
+"""Perception Calibration (METHOD.md section 5): a group member's rewards calibrated against its peers'.
+The advantages computed from them are GRPO's (ilr/train/rl.py, `advantages`).
 
     Rbar_{i,k} = R_{i,k} + sum_{l != i} clip((R_{i,k} - mean(R_l)) / max(max(R_l) - min(R_l), eps),
                                              -1/(m-1), 1/(m-1))
@@ -36,26 +37,4 @@ def calibrate(rewards: Mapping[str, Sequence[float]], eps: float = 1e-6) -> dict
                     for l, (mean_l, spread_l) in stats.items() if l != i)
             for r in own
         ]
-    return out
-
-
-def unbiased_std(xs: Sequence[float]) -> float:
-    mu = sum(xs) / len(xs)
-    return (sum((x - mu) ** 2 for x in xs) / (len(xs) - 1)) ** 0.5 if len(xs) > 1 else 0.0
-
-
-def advantages(rewards: Mapping[str, Sequence[float]], pooled: bool, scale: str,
-               batch_std: Mapping[str, float] | None = None, eps: float = 1e-4) -> dict[str, list[float]]:
-    """GRPO advantages of each model's completions of one question (TRL's formula: (R - mean) / (std + 1e-4),
-    std unbiased): over each model's own completions (`pooled` False) or over all m x G of them. `scale`:
-    TRL's scale_rewards: `group` divides by that group's std, `batch` by `batch_std[model]` (the std of the
-    rewards of the step that model trains on), `none` by nothing."""
-    pool = [x for r in rewards.values() for x in r]
-    out = {}
-    for name, r in rewards.items():
-        group = pool if pooled else list(r)
-        divisor = {"group": lambda: unbiased_std(group) + eps, "batch": lambda: batch_std[name] + eps,
-                   "none": lambda: 1.0}[scale]()
-        mean = sum(group) / len(group)
-        out[name] = [(x - mean) / divisor for x in r]
     return out

@@ -69,13 +69,14 @@ def test_ratio_cooperation_fraction_near_p(p):
 # ---- which choices let Perception Calibration change an update (METHOD.md section 5) ----
 
 def _effect(groups, pooled: bool, scale: str) -> float:
-    from ilr.calibration import advantages
+    from ilr.train.rl import advantages
     from ilr.train.ilr import calibration_effect
 
     rows = []
     for g in groups:
         every = {n: 0.5 for n in g}   # a batch std, for scale "batch"
-        a, u = advantages(calibrate(g), pooled, scale, every), advantages(g, pooled, scale, every)
+        estimator = "pooled" if pooled else "member"
+        a, u = advantages(calibrate(g), estimator, scale, every), advantages(g, estimator, scale, every)
         rows.append({"models": {n: {"advantages": a[n], "advantages_uncalibrated": u[n]} for n in g}})
     return calibration_effect(rows)
 
@@ -108,11 +109,11 @@ def test_pooled_advantages_or_a_format_reward_make_calibration_act(pooled, level
 
 
 def test_pooled_advantages_compare_a_model_with_its_peers():
-    from ilr.calibration import advantages
+    from ilr.train.rl import advantages
 
     raw = {"weak": [0.0, 0.0, 0.0, 1.0], "strong": [1.0, 1.0, 1.0, 0.0]}
-    member = advantages(raw, pooled=False, scale="group")
-    pooled = advantages(raw, pooled=True, scale="group")
+    member = advantages(raw, "member", scale="group")
+    pooled = advantages(raw, "pooled", scale="group")
     # alone each model's one odd answer stands out the same way; pooled, the strong model's right answers
     # are ordinary and the weak model's right answer is not
     assert pooled["weak"][3] == pytest.approx(pooled["strong"][0])

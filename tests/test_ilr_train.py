@@ -14,7 +14,8 @@ import yaml
 from safetensors.torch import load_file
 
 from conftest import REPO, run_ilr, train_args
-from ilr.calibration import advantages, calibrate
+from ilr.calibration import calibrate
+from ilr.train.rl import advantages
 from ilr.interaction import common_type, irt_probability, irt_type, irt_types, ratio_type
 from ilr.io import read_jsonl
 
@@ -52,7 +53,7 @@ def test_rollout_log_recomputes(warm_study, method, irt_rule):
         # the advantages each model trained on, and without calibration, from the logged rewards
         trained = {n: m["calibrated"] or m["rewards"] for n, m in models.items()}
         for key, source in (("advantages", trained), ("advantages_uncalibrated", raw)):
-            want = advantages(source, pooled=False, scale=cfg["training"]["scale_rewards"])
+            want = advantages(source, "member", scale=cfg["training"]["scale_rewards"])
             for n, m in models.items():
                 assert m[key] == pytest.approx(want[n], abs=1e-9)
         if method in ("ilr", "ilr_di_only"):
@@ -206,7 +207,7 @@ def test_pooled_advantages_let_calibration_act(warm_study):
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = read_jsonl(out / "rollouts.jsonl")
     for r in rows:
-        want = advantages({n: m["calibrated"] for n, m in r["models"].items()}, pooled=True, scale="group")
+        want = advantages({n: m["calibrated"] for n, m in r["models"].items()}, "pooled", scale="group")
         assert all(m["advantages"] == pytest.approx(want[n], abs=1e-9) for n, m in r["models"].items())
     effect = max(m["calibration_effect"] for m in read_jsonl(out / "metrics.jsonl"))
     summary = json.loads((out / MODELS[0] / "final" / "training_summary.json").read_text())

@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from ilr.train import ppo, ppo_math
+from ilr.train import ppo, rl
 
 # ----------------------------------------------------------------------------- the maths
 
@@ -18,13 +18,13 @@ def test_token_rewards_and_gae_against_hand_values():
     logp = torch.tensor([[-1.0, -2.0, -0.5, 0.0]])
     ref = torch.tensor([[-1.5, -1.0, -0.5, 0.0]])
     mask = torch.tensor([[1.0, 1.0, 1.0, 0.0]])
-    rewards, kl = ppo_math.token_rewards(torch.tensor([1.0]), logp, ref, mask, beta=0.1)
+    rewards, kl = rl.token_rewards(torch.tensor([1.0]), logp, ref, mask, beta=0.1)
     # kl = [0.5, -1.0, 0.0]; rewards = -0.1 kl, + 1 on the last token
     assert torch.allclose(kl, torch.tensor([[0.5, -1.0, 0.0, 0.0]]))
     assert torch.allclose(rewards, torch.tensor([[-0.05, 0.1, 1.0, 0.0]]))
 
     values = torch.tensor([[0.2, 0.4, 0.6, 9.9]])   # the pad's value must be ignored
-    adv, ret = ppo_math.gae(rewards, values, mask, gamma=1.0, lam=0.95)
+    adv, ret = rl.gae(rewards, values, mask, gamma=1.0, lam=0.95)
     # deltas: d2 = 1.0 + 0 - 0.6 = 0.4 ; d1 = 0.1 + 0.6 - 0.4 = 0.3 ; d0 = -0.05 + 0.4 - 0.2 = 0.15
     a2 = 0.4
     a1 = 0.3 + 0.95 * a2          # 0.68
@@ -33,11 +33,11 @@ def test_token_rewards_and_gae_against_hand_values():
     assert torch.allclose(ret, torch.tensor([[a0 + 0.2, a1 + 0.4, a2 + 0.6, 0.0]]), atol=1e-6)
 
     # gamma < 1 changes the bootstrap: d1 = 0.1 + 0.5 * 0.6 - 0.4 = 0.0, a1 = 0 + 0.5*0.5*0.4
-    adv, _ = ppo_math.gae(rewards, values, mask, gamma=0.5, lam=0.5)
+    adv, _ = rl.gae(rewards, values, mask, gamma=0.5, lam=0.5)
     assert torch.allclose(adv[0, 1], torch.tensor(0.1), atol=1e-6)
 
     # Whitening: zero mean, unit (unbiased) std over the masked tokens; the pad stays 0.
-    w = ppo_math.masked_whiten(adv, mask)
+    w = rl.masked_whiten(adv, mask)
     assert abs(w[0, :3].mean().item()) < 1e-6 and abs(w[0, :3].std().item() - 1) < 1e-4 and w[0, 3] == 0
 
 
@@ -48,7 +48,7 @@ def test_clipped_policy_and_value_losses_against_hand_values():
     mask = torch.tensor([[1.0, 1.0, 1.0, 0.0]])
     # eps 0.2: token0 max(-1.5, -1.2) = -1.2 (clipped); token1 max(-0.5, -0.8) = -0.5;
     # token2 max(2.2, 2.2) = 2.2  -> mean (-1.2 - 0.5 + 2.2) / 3
-    loss = ppo_math.policy_loss(new, old, adv, mask, epsilon=0.2)
+    loss = rl.policy_loss(new, old, adv, mask, epsilon=0.2)
     assert loss.item() == pytest.approx((-1.2 - 0.5 + 2.2) / 3, abs=1e-6)
 
     v = torch.tensor([[1.0, 0.0, 0.5, 7.0]])
@@ -56,14 +56,14 @@ def test_clipped_policy_and_value_losses_against_hand_values():
     ret = torch.tensor([[0.0, 1.0, 1.0, 0.0]])
     # clip 0.2: token0 clipped 0.7 -> max(1.0, 0.49) = 1.0 ; token1 clipped 0.3 -> max(1.0, 0.49) = 1.0 ;
     # token2 unclipped 0.25 ; 0.5 * mean(1.0, 1.0, 0.25)
-    assert ppo_math.value_loss(v, v_old, ret, mask, clip=0.2).item() == pytest.approx(0.5 * 2.25 / 3, abs=1e-6)
+    assert rl.value_loss(v, v_old, ret, mask, clip=0.2).item() == pytest.approx(0.5 * 2.25 / 3, abs=1e-6)
     # A case where the clipped term wins: V moved toward the return beyond the clip range.
     v2 = torch.tensor([[0.1, 0.0, 0.0, 0.0]])
     v2_old = torch.tensor([[1.0, 0.0, 0.0, 0.0]])
     r2 = torch.tensor([[0.0, 0.0, 0.0, 0.0]])
     m2 = torch.tensor([[1.0, 0.0, 0.0, 0.0]])
     # unclipped (0.1)^2 = 0.01 ; clipped V = 0.8 -> 0.64 ; 0.5 * 0.64
-    assert ppo_math.value_loss(v2, v2_old, r2, m2, clip=0.2).item() == pytest.approx(0.32, abs=1e-6)
+    assert rl.value_loss(v2, v2_old, r2, m2, clip=0.2).item() == pytest.approx(0.32, abs=1e-6)
 
 
 def test_minibatches_are_the_same_sequences_under_any_number_of_processes():
@@ -71,13 +71,13 @@ def test_minibatches_are_the_same_sequences_under_any_number_of_processes():
     n_seq, k = 16, 4
     def global_minibatches(n_proc):
         block = n_seq // n_proc
-        return [sorted(r * block + i for r in range(n_proc) for i in ppo_math.minibatch_rows(block, k)[j].tolist())
+        return [sorted(r * block + i for r in range(n_proc) for i in rl.minibatch_rows(block, k)[j].tolist())
                 for j in range(k)]
     one = global_minibatches(1)
     assert one == [[0, 4, 8, 12], [1, 5, 9, 13], [2, 6, 10, 14], [3, 7, 11, 15]]
     assert global_minibatches(2) == one and global_minibatches(4) == one
     with pytest.raises(ValueError):
-        ppo_math.minibatch_rows(6, 4)
+        rl.minibatch_rows(6, 4)
 
 
 # ----------------------------------------------------------------------------- a tiny run
@@ -226,7 +226,7 @@ ppo.train_ppo(config, "ppo", "tiny", 0, train, out, reward_fn=lambda record, tex
 
 @pytest.mark.slow
 def test_two_processes_make_the_updates_of_one(tiny_model, train_file, tmp_path):
-    """2 passes of 2 minibatches per step: each process holds half of every minibatch (ppo_math.minibatch_rows)
+    """2 passes of 2 minibatches per step: each process holds half of every minibatch (rl.minibatch_rows)
     and each update's loss is the token mean over the whole minibatch, so 2 processes (DDP over gloo) end
     with the weights of 1, up to float rounding (a split into each process's contiguous halves differs by 0.1)."""
     import subprocess

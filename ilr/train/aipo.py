@@ -124,6 +124,8 @@ class Seam:
         `context: keep`, or when no process consulted this step."""
         import torch
 
+        from ilr.train.rl import importance_weight
+
         if self.method["context"] == "keep" or not dist.any_rank(any(r.consults for r in self.batch)):
             return None, [None] * len(self.batch)
         pad = trainer.processing_class.pad_token_id
@@ -145,8 +147,7 @@ class Seam:
             if not s_pos:
                 stats.append(None)
                 continue
-            raw = torch.exp(stripped_lp[b, s_pos] - guided_lp[b, g_pos])
-            clipped = raw.clamp(lo, hi)
+            clipped, raw = importance_weight(stripped_lp[b, s_pos], guided_lp[b, g_pos], lo, hi)
             w[b, s_pos] = clipped
             stats.append({"mean": clipped.mean().item(), "min": clipped.min().item(), "max": clipped.max().item(),
                           "clipped_fraction": ((raw < lo) | (raw > hi)).float().mean().item()})

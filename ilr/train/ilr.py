@@ -41,13 +41,14 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ilr.calibration import advantages, calibrate, unbiased_std
+from ilr.calibration import calibrate
 from ilr.interaction import COOPERATION, common_type, irt_probability, irt_types, ratio_type
 from ilr.io import read_json, read_jsonl
 from ilr.train import dist, preempt
 from ilr.train.common import (check_handed, checkpoint_step, grpo_trainer, latest_checkpoint, load_for_training,
                               model_grpo_config, question_schedule, records_dataset, rollout_engine, rollout_reward,
                               rule_reward, save_trainer_final, seed_rollout, truncate_log, write_log)
+from ilr.train.rl import advantages, baseline_pool, unbiased_std
 
 
 class Turns:
@@ -203,7 +204,7 @@ class GroupCoordinator:
         """Into each row, per model and trained stage: `advantages` (what the model trains on: config
         training.advantages and scale_rewards, ilr/calibration.py) and `advantages_uncalibrated` (what it
         would train on from the raw rewards). Where they are equal, calibration changes no update."""
-        pooled, scale = self.args["advantages"] == "pooled", self.args["scale_rewards"]
+        estimator, scale = self.args["advantages"], self.args["scale_rewards"]
         trained = "calibrated" if self.method["calibration"] else "rewards"
 
         def entry(row: dict, name: str, stage: str) -> dict:
@@ -213,10 +214,9 @@ class GroupCoordinator:
         for stage in self.stages:
             for key, source in (("advantages", trained), ("advantages_uncalibrated", "rewards")):
                 step = {n: [x for r in rows for x in entry(r, n, stage)[source]] for n in self.names}
-                everything = [x for v in step.values() for x in v]
-                batch_std = {n: unbiased_std(everything if pooled else step[n]) for n in self.names}
+                batch_std = {n: unbiased_std(g) for n, g in baseline_pool(step, estimator).items()}
                 for r in rows:
-                    adv = advantages({n: entry(r, n, stage)[source] for n in self.names}, pooled, scale, batch_std)
+                    adv = advantages({n: entry(r, n, stage)[source] for n in self.names}, estimator, scale, batch_std)
                     for n in self.names:
                         entry(r, n, stage)[key] = adv[n]
 

@@ -20,7 +20,7 @@ a learned reward model), so this is the classic RLHF PPO loop written on the sam
   `num_mini_batches` updates (`minibatch_rows`), so from the second update on the ratio departs from 1
   and the clipping acts; the critic has its own `critic_learning_rate`; for the first
   `value_warmup_steps` steps only the critic learns (the actor is frozen: loss weight and learning rate 0).
-The maths is in ilr/train/ppo_math.py.
+The maths is in ilr/train/rl.py.
 
 (choice) Parity with GRPO: each step takes the step's `questions_per_step` questions of
 `question_schedule` and samples `num_generations` completions per question (as GRPO does), so both
@@ -74,7 +74,7 @@ import torch
 from ilr.seeding import stable_seed
 from ilr.train import dist, preempt
 from ilr.train.common import latest_checkpoint, question_schedule, rule_reward, truncate_log, write_log
-from ilr.train.ppo_math import (gae, global_whiten, minibatch_rows, policy_loss_terms, token_rewards,
+from ilr.train.rl import (gae, global_whiten, minibatch_rows, policy_loss_terms, token_rewards,
                                 value_loss_terms)
 
 # ----------------------------------------------------------------------------- model plumbing

@@ -1,15 +1,80 @@
-"""The maths of the `ppo` baseline (ilr/train/ppo.py), as plain tensor functions, each tested by hand values
-(tests/test_ppo.py): per-token rewards (score + KL penalty), GAE, advantage whitening (over one process's tokens,
-or every process's), the clipped policy and value losses, and the split of a step's batch into minibatches.
+"""The RL maths of every trainer, as plain functions, each tested by hand values (tests/test_rl.py,
+tests/test_ppo.py, tests/test_calibration.py):
 
+- GRPO advantages of one question's completions, by estimator name (`ESTIMATORS`, config
+  `training.advantages`): `member` (each model's own G completions, GRPO as usual) or `pooled` (the group's
+  m x G), with TRL's `scale_rewards` (group | batch | none) and its unbiased std;
+- PPO (ilr/train/ppo.py): per-token rewards (score + KL penalty), GAE, advantage whitening (over one
+  process's tokens or every process's), the clipped policy and value losses, the split of a step's batch
+  into minibatches;
+- AIPO (ilr/train/aipo.py): the clipped importance weight w_t of a token sampled in one context and trained
+  in another.
+
+Perception Calibration, which maps rewards before any of this, is ILR's own: ilr/calibration.py.
 Tensors are [B, T] over the completion tokens, right-padded; `mask` is 1 on completion tokens, 0 on padding.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import torch
 
 from ilr.train import dist
+
+# ------------------------------------------------------------------------------------ GRPO advantages
+
+
+def unbiased_std(xs: Sequence[float]) -> float:
+    """The std TRL's GRPO divides by (torch.std: unbiased); 0 for a single value."""
+    mu = sum(xs) / len(xs)
+    return (sum((x - mu) ** 2 for x in xs) / (len(xs) - 1)) ** 0.5 if len(xs) > 1 else 0.0
+
+
+def member_baseline(rewards: Mapping[str, Sequence[float]], name: str) -> list[float]:
+    """GRPO as usual: a model's completions are compared with its own G completions of the question."""
+    return list(rewards[name])
+
+
+def pooled_baseline(rewards: Mapping[str, Sequence[float]], name: str) -> list[float]:
+    """Every model's completions are compared with all m x G completions of the group on the question."""
+    return [x for r in rewards.values() for x in r]
+
+
+ESTIMATORS = {"member": member_baseline, "pooled": pooled_baseline}   # config training.advantages
+
+
+def baseline_pool(rewards: Mapping[str, Sequence[float]], estimator: str) -> dict[str, list[float]]:
+    """For each model, the rewards its advantages are normalised over (the estimator's baseline group)."""
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"unknown advantage estimator {estimator!r} (known: {', '.join(ESTIMATORS)})")
+    return {n: ESTIMATORS[estimator](rewards, n) for n in rewards}
+
+
+def advantages(rewards: Mapping[str, Sequence[float]], estimator: str, scale: str,
+               batch_std: Mapping[str, float] | None = None, eps: float = 1e-4) -> dict[str, list[float]]:
+    """GRPO advantages of each model's completions of one question (TRL's formula: (R - mean) / (std + 1e-4),
+    std unbiased), mean and std over the estimator's baseline group. `scale`: TRL's scale_rewards: `group`
+    divides by that group's std, `batch` by `batch_std[model]` (the std of the rewards of the step that model
+    trains on), `none` by nothing."""
+    pools = baseline_pool(rewards, estimator)
+    out = {}
+    for name, r in rewards.items():
+        group = pools[name]
+        if scale == "group":
+            divisor = unbiased_std(group) + eps
+        elif scale == "batch":
+            divisor = batch_std[name] + eps
+        elif scale == "none":
+            divisor = 1.0
+        else:
+            raise ValueError(f"unknown scale_rewards {scale!r} (group, batch or none)")
+        mean = sum(group) / len(group)
+        out[name] = [(x - mean) / divisor for x in r]
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ PPO
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -107,3 +172,15 @@ def minibatch_rows(n_rows: int, n_mini: int, device=None) -> list[torch.Tensor]:
     if n_mini < 1 or n_rows % n_mini:
         raise ValueError(f"{n_rows} sequences per process cannot be split into {n_mini} equal minibatches")
     return [torch.arange(k, n_rows, n_mini, device=device) for k in range(n_mini)]
+
+
+# ----------------------------------------------------------------------------------------------- AIPO
+
+
+def importance_weight(target_logps: torch.Tensor, behaviour_logps: torch.Tensor, lo: float, hi: float
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """AIPO's w_t = clip(pi(y_t | trained context) / pi_old(y_t | sampled context), lo, hi) per token, and the
+    raw ratio (for the clipped fraction). The context a token was sampled in (with the agent's guidance) is
+    not the one it trains in (stripped): w_t corrects the off-context sample (METHOD.md, AIPO)."""
+    raw = torch.exp(target_logps - behaviour_logps)
+    return raw.clamp(lo, hi), raw
