@@ -67,6 +67,10 @@ BROKEN = [
     ("params of a hub source", lambda c: c["benchmarks"]["arith"].update(source="gsm8k"),
      "benchmarks.arith.params", "only generated sources take params"),
     ("unknown prompts", lambda c: c.update(prompts="tinyy"), "prompts", "prompt directory 'tinyy' not found"),
+    ("estimator differs", lambda c: c["methods"]["grpo"].update(reward_format=0.0),
+     "methods.grpo", "reward_format 0.0 vs 0.2"),
+    ("ppo reward differs", lambda c: c["methods"]["ppo"].update(reward_format=0.5),
+     "methods.ppo", "reward_format 0.5 vs 0.2"),
     ("context too small", lambda c: c["generation"].update(max_model_len=256),   # tests/test_context_budget.py
      "generation.max_model_len", "256 tokens cannot hold the longest prompt plus its completion"),
 ]
@@ -88,6 +92,20 @@ def test_broken_config_fails_load_and_dry_run(tmp_path, what, breaker, key, phra
     assert f"{key}: " in out and phrase in out, out[-2000:]
     assert "Job stats" not in out                          # before any job is planned
     assert not (tmp_path / "results").exists()
+
+
+def test_one_estimator_per_comparison_unless_said_so():
+    """The main table's ILR and baseline rows share reward and estimator (PPO: the reward only), or the config
+    says `tables.main.mixed_estimators: true`."""
+    c = tiny()
+    c["methods"]["ilr"]["advantages"] = "pooled"
+    with pytest.raises(cfg.ConfigError, match=r"methods\.grpo: .*advantages 'member' vs 'pooled'"):
+        study.validate(copy.deepcopy(c), "x.yaml")
+    c["tables"]["main"]["mixed_estimators"] = True
+    study.validate(copy.deepcopy(c), "x.yaml")
+    c = tiny()
+    c["methods"]["ppo"]["advantages"] = "pooled"   # GAE's advantages: PPO shares the reward only
+    study.validate(c, "x.yaml")
 
 
 def test_unknown_key_names_the_allowed_ones():

@@ -7,6 +7,7 @@ evaluations and the tables, nothing else (Snakemake's params trigger on ilr.stud
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -85,6 +86,19 @@ def test_end_to_end(tmp_path):
         assert (res / "tables" / f"{name}.csv").stat().st_size > 0
     assert (res / "figures" / "coop_ratio.png").exists()
     assert "solo" in (res / "tables" / "main.md").read_text()
+    # one rollout-row shape (METHOD.md, "Rollout log"): step, question_id, completions and rewards,
+    # top-level (grpo, ppo, aipo) or per model (the ILR family), in every run of every trainer
+    logs = sorted(res.glob("runs/**/rollouts.jsonl"))
+    from ilr.config import method_config
+
+    trainers = {method_config(c, p.relative_to(res / "runs").parts[0])["trainer"] for p in logs}
+    assert trainers == {m["trainer"] for m in c["methods"].values()}, trainers
+    for p in logs:
+        for row in map(json.loads, p.read_text().splitlines()):
+            assert isinstance(row["step"], int) and row["question_id"], p
+            for part in row["models"].values() if "models" in row else [row]:
+                trained = part["completions"]["fusion"] if "models" in row else part["completions"]
+                assert len(trained) == len(part["rewards"]) > 0, p
 
     # up to date
     r = run(tmp_path, "-n", "all")

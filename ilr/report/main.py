@@ -55,6 +55,21 @@ def check(config: dict, fail) -> None:
     ilr_m = main.get("ilr_method", ILR_METHOD)
     if "ilr_method" in main or ilr_m in methods:
         solo.check_group_method(config, "tables.main.ilr_method", ilr_m, fail)
+    if ilr_m in methods and not main.get("mixed_estimators", False):
+        check_one_estimator(config, ilr_m, fail)
+
+
+def check_one_estimator(config: dict, ilr_m: str, fail) -> None:
+    """The rows the main table compares train with one reward and one advantage estimator (METHOD.md, "One
+    estimator per comparison"); PPO, whose advantages are GAE's, shares the reward only."""
+    ilr = solo.estimator_of(config, ilr_m)
+    for m in single_methods(config):
+        own = solo.estimator_of(config, m)
+        shared = 1 if config["methods"][m]["trainer"] == "ppo" else len(own)   # reward_format only
+        if own[:shared] != ilr[:shared]:
+            keys = ", ".join(f"{k} {a!r} vs {b!r}" for k, a, b in zip(solo.ESTIMATOR_KEYS[:shared], own, ilr) if a != b)
+            fail(f"methods.{m}", f"trains with another reward or estimator than the main table's ILR rows "
+                 f"({ilr_m}): {keys}; give them the same, or set tables.main.mixed_estimators: true")
 
 
 def eval_rows(config: dict) -> list[dict]:
