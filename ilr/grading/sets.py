@@ -99,7 +99,7 @@ def one_tuple(gold: str) -> str | None:
 # What may stand between two boxes of one answer: math delimiters, spacing, "and"/"or" (also in
 # \text{}), commas and semicolons, and a label before the next box (`x =`, `x_2 =`, `\theta =`, `k=`).
 _GAP_NOISE = re.compile(r"\$|\\[()\[\]]|\\q?quad|\\[,;:! ]|~|\\(?:text|textrm|mbox|mathrm)\s*\{\s*(and|or|,)?\s*\}")
-_LABEL = re.compile(r"(?:\\?[A-Za-z]+(?:_\{?\w+\}?)?(?:\([^()]*\))?\s*=\s*)$")
+_LABEL = re.compile(r"(?:(?:\\[A-Za-z]+|\b[A-Za-z])(?:_\{?\w+\}?)?(?:\([^()]*\))?\s*=\s*)$")  # not a word
 _CONNECTOR = re.compile(r"[\s,;]*(?:\b(and|or)\b[\s,;]*)?")
 
 
