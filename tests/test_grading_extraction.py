@@ -5,7 +5,8 @@ Categories: answers with no marker at all; several boxes making one answer; thou
 "Final Answer:" phrases; presentation wrappers (`\\textbf{(073)}`); golds written with `$...$` or as
 prose; relations and equations; text answers; sets given as several boxes (and the reverse); a comma
 and a space between digits (a list, not a thousands separator); inline math across a line break; and
-wrong answers that must never pass (each correct case has near-miss twins). `false accepts` are the cases graded correct whose expected verdict is False.
+wrong answers that must never pass (each correct case has near-miss twins). `false accepts` are the
+cases graded correct whose expected verdict is False.
 """
 
 from __future__ import annotations
@@ -250,8 +251,10 @@ def test_sets_pieces():
     assert join(["1", "7"], "(1, 7)") == "(1, 7)" and join(["1", "7"], r"\{1, 7\}") == "1, 7"
     assert list_elements(r"x=1 \text{ or } x=2") == ["x=1", "x=2"] and collection_size(r"1 \text{ and } 2") == 2
     assert top_level_parts("1,234") == ["1,234"] and top_level_parts("1, 234") == ["1", "234"]
-    assert plain_number("1,234") == 1234 and plain_number("1, 234") is None and normalize("1, 234") != normalize("1,234")
-    assert answer_phrase("The answer is $1$ and $2$.") == "1, 2" and answer_phrase("The answer is $5$ and it is odd") == "5"
+    assert plain_number("1,234") == 1234 and plain_number("1, 234") is None
+    assert normalize("1, 234") != normalize("1,234")
+    assert answer_phrase("The answer is $1$ and $2$.") == "1, 2"
+    assert answer_phrase("The answer is $5$ and it is odd") == "5"
     assert answer_phrase("The answer is $5\n$") is None and answer_phrase("Answer: \\(5\n\\)") is None
     assert read_gold(r"$\boxed{1}$ and $\boxed{2}$") == ("answer", "1, 2")
     assert read_gold(r"First \boxed{3}, then \boxed{9}") == ("answer", "9")

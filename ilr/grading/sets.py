@@ -105,8 +105,6 @@ _CONNECTOR = re.compile(r"[\s,;]*(?:\b(and|or)\b[\s,;]*)?")
 
 def _gap_is_connector(gap: str) -> tuple[bool, bool]:
     """(the text between two boxes only joins them, it says "or")."""
-    said_or = False
-
     def keep_word(m: re.Match) -> str:
         return f" {m.group(1)} " if m.group(1) in ("and", "or") else " "
 
@@ -115,8 +113,7 @@ def _gap_is_connector(gap: str) -> tuple[bool, bool]:
     m = _CONNECTOR.fullmatch(g)
     if not m:
         return False, False
-    said_or = m.group(1) == "or"
-    return True, said_or
+    return True, m.group(1) == "or"
 
 
 def box_run(text: str, spans: list[tuple[int, int, str]]) -> tuple[list[str], bool]:
