@@ -1,8 +1,9 @@
 """`python -m ilr grade IN.jsonl OUT.jsonl`: grade model outputs.
 
-Each input line is a JSON object with `completion`, `answer`, and either `kind` (math | choice | code)
-or `benchmark` (a registry name, which implies the kind and the extraction rules), plus `tests`
-(a list of assert lines, and optionally `test_setup`) for code and `options` (a list) for choice.
+Each input line is a JSON object with `completion` and either `kind` (math | choice | code) or
+`benchmark` (a registry name, which implies the kind and the extraction rules); math and choice lines
+carry `answer` (the gold), choice lines `options` (a list), code lines `tests` (a list of assert lines,
+and optionally `test_setup`) and no `answer` (a code line's `answer`, if any, is kept, not used).
 Every field is kept; the output line adds `correct` (bool), `extracted` (str or null) and `reason`
 (str or null). A summary line (n, correct, accuracy) is printed at the end.
 
@@ -52,13 +53,10 @@ def check_record(path: str, lineno: int, row: dict) -> dict:
 
     where = f"{path}, line {lineno}"
     rec = dict(row)
-    for key in ("completion", "answer"):
-        if key not in rec:
-            raise DataError(f"{where}: missing key '{key}'")
+    if "completion" not in rec:
+        raise DataError(f"{where}: missing key 'completion'")
     if not isinstance(rec["completion"], str) and rec["completion"] is not None:
         raise DataError(f"{where}, key 'completion': must be a string (or null), got {_a(rec['completion'])}")
-    if not isinstance(rec["answer"], (str, int, float)) or isinstance(rec["answer"], bool):
-        raise DataError(f"{where}, key 'answer': must be a string or a number, got {_a(rec['answer'])}")
     kind = rec.get("kind")
     if kind is None:
         b = rec.get("benchmark")
@@ -71,6 +69,12 @@ def check_record(path: str, lineno: int, row: dict) -> dict:
         kind = rec["kind"] = REGISTRY[b].kind
     if kind not in KINDS:
         raise DataError(f"{where}, key 'kind': unknown kind {kind!r} (known: {', '.join(KINDS)})")
+    # a program is judged by its tests alone: only math and choice lines need a gold answer
+    if kind != "code":
+        if "answer" not in rec:
+            raise DataError(f"{where}: missing key 'answer' (the gold answer, needed for kind '{kind}')")
+        if not isinstance(rec["answer"], (str, int, float)) or isinstance(rec["answer"], bool):
+            raise DataError(f"{where}, key 'answer': must be a string or a number, got {_a(rec['answer'])}")
     if kind == "code":
         if "tests" not in rec:
             raise DataError(f"{where}: missing key 'tests' (a list of assert lines, needed for kind 'code')")

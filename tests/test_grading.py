@@ -139,6 +139,13 @@ def test_a_forked_child_gets_its_own_workers():
 # another form (x=5 vs 5, 21 vs 21 dogs, ...) and one math-verify false positive (0 vs 2x-y+2z-18=0).
 # Any other accepted wrong gold is a new false accept.
 KNOWN_OWN_FAILURES = {"train/number_theory/7115.json", "train/number_theory/7117.json"}  # empty \boxed{} golds
+# MATH's solution ends in a list of boxes ("the answers are $\boxed{-2}$ and $\boxed{1}$", what "find all"
+# asks for), read as one set answer since issue 23, while the gold is only the last box (its last element)
+KNOWN_OWN_FAILURES |= {"train/algebra/152.json", "train/algebra/1771.json", "train/intermediate_algebra/396.json",
+                       "train/intermediate_algebra/1964.json", "train/precalculus/860.json",
+                       "train/precalculus/1040.json", "test/algebra/1878.json", "test/intermediate_algebra/25.json",
+                       "test/intermediate_algebra/702.json", "test/intermediate_algebra/1855.json",
+                       "test/precalculus/679.json", "test/precalculus/1227.json"}
 KNOWN_SHIFTED_ACCEPTS = {"test/algebra/1837.json", "train/geometry/847.json", "train/prealgebra/401.json",
                          "train/prealgebra/600.json", "train/precalculus/900.json", "test/precalculus/1104.json"}
 @pytest.fixture(scope="module")

@@ -105,6 +105,31 @@ def test_missing_key(tmp_path, key):
                           "line 2", f"'{key}'")
 
 
+def test_code_needs_no_answer(tmp_path):
+    """A code line is judged by its tests: `answer` is not needed (kind given, or implied by a benchmark)."""
+    program = "```python\ndef f(x):\n    return x + 1\n```"
+    src = write_lines(tmp_path / "in.jsonl", [
+        {"id": "a", "kind": "code", "tests": ["assert f(1) == 2"], "completion": program},
+        {"id": "b", "benchmark": "mbpp", "tests": ["assert f(1) == 3"], "completion": program},
+        {"id": "c", "kind": "code", "answer": None, "tests": ["assert f(2) == 3"], "completion": program},
+    ])
+    res = run_grade(str(src), str(tmp_path / "out.jsonl"), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    rows = [json.loads(ln) for ln in open(tmp_path / "out.jsonl", encoding="utf-8")]
+    assert [(r["id"], r["correct"]) for r in rows] == [("a", True), ("b", False), ("c", True)]
+    assert "answer" not in rows[0]
+
+
+@pytest.mark.parametrize("row", [{"kind": "math", "completion": "\\boxed{4}"},
+                                 {"benchmark": "gsm8k", "completion": "#### 4"},
+                                 {"kind": "choice", "options": ["1", "2"], "completion": "A"}])
+def test_math_and_choice_need_an_answer(tmp_path, row):
+    src = write_lines(tmp_path / "in.jsonl", [MATH, row])
+    line = assert_one_line_error(run_grade(str(src), "o.jsonl", cwd=tmp_path), "in.jsonl", "line 2", "'answer'")
+    assert "missing" in line and "code" not in line
+    assert not (tmp_path / "o.jsonl").exists()
+
+
 @pytest.mark.parametrize("tests,word", [("assert f(1) == 2", "a string"), ([], "empty list"), ([1, 2], "a list"),
                                         ({"a": 1}, "an object")])
 def test_tests_of_the_wrong_type(tmp_path, tests, word):

@@ -3,8 +3,10 @@ answer the grader must find (or reject) in general, not a copy of any test list.
 
 Categories: answers with no marker at all; several boxes making one answer; thousands separators;
 "Final Answer:" phrases; presentation wrappers (`\\textbf{(073)}`); golds written with `$...$` or as
-prose; relations and equations; text answers; and wrong answers that must never pass (each correct
-case has near-miss twins). `false accepts` are the cases graded correct whose expected verdict is False.
+prose; relations and equations; text answers; sets given as several boxes (and the reverse); a comma
+and a space between digits (a list, not a thousands separator); inline math across a line break; and
+wrong answers that must never pass (each correct case has near-miss twins). `false accepts` are the
+cases graded correct whose expected verdict is False.
 """
 
 from __future__ import annotations
@@ -113,7 +115,68 @@ TEXT_ANSWERS = [
     (r"\text{(B)}", r"\boxed{\text{(B)}}", True),
 ]
 
-ALL = NO_MARKER + SEVERAL_BOXES + THOUSANDS + FINAL_ANSWER + WRAPPERS + GOLD_FORMS + TEXT_ANSWERS
+# several boxes against a gold written as one set, and one boxed set against a gold of several boxes.
+# Sets compare unordered; a tuple or an interval stays ordered, and a partial or wrong set is wrong.
+SETS = [
+    ("1, 2", r"\boxed{1} and \boxed{2}", True),
+    ("1, 2", r"\boxed{2}, \boxed{1}", True),
+    (r"\{1,2\}", r"so $x = \boxed{2}$ or $x = \boxed{1}$", True),
+    ("x=1, x=2", r"\boxed{1} and \boxed{2}", True),
+    (r"x = 1 \text{ or } x = 2", r"\boxed{2}, \boxed{1}", True),
+    ("1, 2, 3", r"\boxed{1, 2} and \boxed{3}", True),                       # a box that is itself a list
+    (r"-\sqrt{2}, \sqrt{2}", r"\boxed{\sqrt{2}}\quad\boxed{-\sqrt{2}}", True),
+    ("1, 2", r"The answer is $1$ and $2$.", True),                             # several spans after "answer is"
+    ("1, 2", r"The answer is $x=2$, $x=1$.", True),
+    (r"\boxed{1}, \boxed{2}", r"\boxed{2, 1}", True),                          # the reverse: a gold of boxes
+    (r"$x=\boxed{1}$ or $x=\boxed{2}$", r"\boxed{\{1, 2\}}", True),
+    (r"The roots are $\boxed{-1}$ and $\boxed{3}$.", r"$3$ and $-1$", True),
+    ("1, 2", r"\boxed{1} and \boxed{3}", False),                              # a wrong set
+    ("1, 2, 3", r"\boxed{1} and \boxed{2}", False),                           # a partial set
+    ("1, 2", r"\boxed{1}, \boxed{2}, \boxed{3}", False),                      # a set too large
+    ("2", r"\boxed{1} and \boxed{2}", False),                                  # one value against a set
+    (r"\boxed{1} and \boxed{2}", r"\boxed{2}", False),                         # the reverse, partial
+    (r"$\boxed{1}$, $\boxed{2}$", r"\boxed{\{1, 3\}}", False),
+    ("1, 2", "The answer is $1$ and $3$.", False),
+    ("(1, 2)", r"$a = \boxed{2}$ and $b = \boxed{1}$", False),              # a tuple is ordered
+    ("(1, 2)", r"\boxed{(2, 1)}", False),
+    ("[1, 2]", r"\boxed{1}, \boxed{2}", False),                               # an interval is not a set
+    (r"\{1, 2\}", r"\boxed{[1, 2]}", False),
+]
+
+# "1,234" is one number; "1, 234" (a comma and a space) is a list of two
+LIST_COMMA = [
+    ("1234", r"\boxed{1,234}", True),
+    ("1234", r"\boxed{1, 234}", False),
+    ("1234", "The answer is $1, 234$.", False),
+    ("1234", "The answer is 1, 234.", False),
+    ("1234", "1, 234", False),
+    ("1234", "#### 1, 234", False),
+    ("1, 234", r"\boxed{1234}", False),
+    ("1, 234", r"\boxed{1,234}", False),
+    ("1,234", r"\boxed{1, 234}", False),
+    ("1, 234", r"\boxed{234, 1}", True),
+    ("1, 234", r"\boxed{1} and \boxed{234}", True),
+    ("1,234,567", r"\boxed{1234567}", True),
+    ("1234567", r"\boxed{1, 234, 567}", False),
+]
+
+# inline math ($...$, \(...\)) ends at its line; display math ($$...$$, \[...\]) may span lines
+INLINE_LINES = [
+    ("x^2+1", "The answer is $x^2+1\n$", False),
+    ("x^2+1", "The answer is $x^2\n+1$", False),
+    (r"\frac{\pi}{3}", "$\\frac{\\pi}{3}\n$", False),
+    (r"\frac{\pi}{3}", "Answer: \\(\\frac{\\pi}{3}\n\\)", False),
+    (r"\sqrt{2}", "Answer: $\\sqrt{2}\n$.", False),
+    (r"\sqrt{2}", "It costs $\\sqrt{2} and\nthen $3$.", False),
+    (r"\sqrt{2}", "The answer is $\\sqrt{2}$.", True),
+    (r"\sqrt{2}", "The answer is $$\\sqrt{2}\n$$", True),
+    (r"\sqrt{2}", "The answer is \\[\n\\sqrt{2}\n\\]", True),
+    ("5", "Let $a\nb$ be given. Answer: $5$", True),
+    ("12", "Answer: 12 \\(\\text{m}\n\\)", True),
+]
+
+ALL = (NO_MARKER + SEVERAL_BOXES + THOUSANDS + FINAL_ANSWER + WRAPPERS + GOLD_FORMS + TEXT_ANSWERS + SETS
+       + LIST_COMMA + INLINE_LINES)
 
 
 @pytest.mark.parametrize("gold,completion,expected", ALL)
@@ -170,3 +233,31 @@ def test_shapes():
     assert clean_answer(r"\textbf{(C)}\ 12", gold="C") == "C" and clean_answer("(1, 2)") == "(1, 2)"
     assert read_gold(r"\frac12") == ("answer", r"\frac12") and read_gold("$x$") == ("answer", "x")
     assert read_gold("$125$ miles")[0] == "text" and read_gold(r"so \boxed{4}.") == ("answer", "4")
+
+
+def test_sets_pieces():
+    from ilr.grading.extract import answer_phrase, outer_boxes
+    from ilr.grading.mathcheck import normalize, plain_number
+    from ilr.grading.sets import box_run, flatten, join, list_elements, top_level_parts
+
+    def run(text):
+        return box_run(text, outer_boxes(text))
+
+    assert run(r"\boxed{1} and \boxed{2}") == (["1", "2"], False)
+    assert run(r"$x=\boxed{1}$, or $x = \boxed{2}$.") == (["1", "2"], True)
+    assert run(r"First \boxed{3}, so the answer is \boxed{9}.") == (["9"], False)     # prose between: not a list
+    assert run(r"\boxed{1}\text{ and }\boxed{2}") == (["1", "2"], False)
+    assert flatten([r"\{1, 2\}", "3", "2"]) == ["1", "2", "3"] and flatten(["(1, 2)", "[0, 1)"]) == ["(1, 2)", "[0, 1)"]
+    assert join(["1", "7"], "(1, 7)") == "(1, 7)" and join(["1", "7"], r"\{1, 7\}") == "1, 7"
+    assert list_elements(r"x=1 \text{ or } x=2") == ["x=1", "x=2"] and collection_size(r"1 \text{ and } 2") == 2
+    assert top_level_parts("1,234") == ["1,234"] and top_level_parts("1, 234") == ["1", "234"]
+    assert plain_number("1,234") == 1234 and plain_number("1, 234") is None
+    assert normalize("1, 234") != normalize("1,234")
+    assert answer_phrase("The answer is $1$ and $2$.") == "1, 2"
+    assert answer_phrase("The answer is $5$ and it is odd") == "5"
+    assert answer_phrase("The answer is $5\n$") is None and answer_phrase("Answer: \\(5\n\\)") is None
+    assert read_gold(r"$\boxed{1}$ and $\boxed{2}$") == ("answer", "1, 2")
+    assert read_gold(r"First \boxed{3}, then \boxed{9}") == ("answer", "9")
+    found = find_math_answer(r"\boxed{(-2, 18)} or \boxed{(8, 38)}", gold="(8, 38)")
+    assert found.candidates == ("(-2, 18), (8, 38)", "(8, 38)")  # "or": the last box is offered too
+    assert find_math_answer("$\\frac{\\pi}{3}\n$").step != "bare"

@@ -2,12 +2,15 @@
 
 Math: `find_math_answer(text, steps, gold)` tries the steps of `steps` in order; the first that finds
 something decides (docs/grading.md lists them). The default order, `MATH_STEPS`:
-  boxed          every `\\boxed{}` (also `\\fbox`, `\\framebox`; braces balanced): the last one; and,
-                 when the gold is a set or tuple with as many elements as there are distinct boxes,
-                 the boxes together as one answer (`\\boxed{(1,2)}, \\boxed{(2,1)}` vs `(1,2),(2,1)`)
+  boxed          every `\\boxed{}` (also `\\fbox`, `\\framebox`; braces balanced; ilr.grading.boxes):
+                 boxes that end the text joined only by connectors (`\\boxed{1} and \\boxed{2}`,
+                 `$x=\\boxed{1}$, $x=\\boxed{2}$`) are one answer, the set of them (ilr.grading.sets;
+                 "or" between them also offers the last box alone); else the last box, and the boxes
+                 together when the gold is a set or tuple with as many elements
   hashes         the last GSM8K-style `#### N`
   answer_phrase  the last "The (final) answer is X" / "Answer: X" whose X is a formula, not a sentence
-                 (`$...$` spans taken whole; "I hope it is correct" and a trailing period dropped)
+                 (`$...$` spans taken whole, with the spans joined to it by "and", "or", commas; "I hope
+                 it is correct" and a trailing period dropped)
   bare           a completion that is only a formula (`\\frac{10}{9}`, `$[0,1)$`, `x^2+1`)
   math_verify    math-verify's own extraction over the whole completion (LatexExtractionConfig and
                  ExprExtractionConfig, its defaults, as TRL's accuracy reward and Open-R1 use it);
@@ -15,6 +18,8 @@ something decides (docs/grading.md lists them). The default order, `MATH_STEPS`:
   answer_text    a text answer ("The answer is Evelyn", or a one-line completion that is only words),
                  compared as a string
   last_number    the last number in the text (gsm8k only)
+Inline math (`$...$`, `\\(...\\)`) ends at its line, as in LaTeX: a `$` pair that spans a line break is
+no answer span (display math, `$$...$$`, `\\[...\\]`, may span lines).
 Extracted formulas are unwrapped from presentation markup: `\\textbf{(073)}` -> `073`,
 `\\textbf{(C)}\\ 12` -> `12` (unless the gold is a letter).
 
@@ -30,110 +35,14 @@ import dataclasses
 import re
 import string
 
+from ilr.grading import sets
+from ilr.grading.boxes import _balanced, all_boxed, boxed_spans, last_boxed, outer_boxes  # noqa: F401
+from ilr.grading.sets import (  # noqa: F401  (the names callers import from here)
+    _strip_set_braces, collection_size, strip_set_braces, top_level_parts)
+
 LETTERS = string.ascii_uppercase
 MATH_STEPS = ("boxed", "hashes", "answer_phrase", "bare", "math_verify", "answer_text")
 ALL_MATH_STEPS = MATH_STEPS + ("last_number",)
-
-
-# --------------------------------------------------------------------------------------- boxes
-def _balanced(text: str, start: int) -> str | None:
-    """`text[start]` is '{'; return the content up to its matching '}' (None when unbalanced)."""
-    depth = 0
-    for i in range(start, len(text)):
-        c = text[i]
-        if c == "\\":  # skip escaped braces such as \{ \}
-            continue
-        if c == "{" and (i == 0 or text[i - 1] != "\\"):
-            depth += 1
-        elif c == "}" and (i == 0 or text[i - 1] != "\\"):
-            depth -= 1
-            if depth == 0:
-                return text[start + 1:i]
-    return None
-
-
-def all_boxed(text: str) -> list[str]:
-    """Contents of every `\\boxed{...}` (and `\\fbox`, `\\framebox`) in order of appearance."""
-    out = []
-    pattern = re.compile(r"\\(?:boxed|fbox|framebox)(?![A-Za-z])")
-    for m in pattern.finditer(text):
-        j = m.end()
-        # \framebox[width]{...}: skip an optional [..] argument
-        while j < len(text) and text[j] in " \t":
-            j += 1
-        if j < len(text) and text[j] == "[":
-            k = text.find("]", j)
-            if k > 0:
-                j = k + 1
-        if j < len(text) and text[j] == "{":
-            inner = _balanced(text, j)
-            if inner is not None:
-                out.append(inner)
-        elif m.end() < len(text) and text[m.end()] == " ":  # "\boxed 5"
-            tok = re.match(r"\s*([^\s$]+)", text[m.end():])
-            if tok:
-                out.append(tok.group(1))
-    return out
-
-
-def last_boxed(text: str) -> str | None:
-    boxes = all_boxed(text)
-    return boxes[-1] if boxes else None
-
-
-# ----------------------------------------------------------------------------- shape of answers
-_OPEN, _CLOSE = "([{", ")]}"
-
-
-def top_level_parts(s: str) -> list[str]:
-    """`s` split at the commas (and semicolons) outside brackets and braces; `\\{`, `\\left(` count as
-    brackets. "(1,2),(3,4)" -> ["(1,2)", "(3,4)"]; "[0,1)" -> ["[0,1)"]."""
-    parts, depth, cur = [], 0, []
-    i = 0
-    while i < len(s):
-        c = s[i]
-        if c in _OPEN:
-            depth += 1
-        elif c in _CLOSE:
-            depth = max(depth - 1, 0)
-        elif c in ",;" and depth == 0 and not _thousands_comma(s, i):
-            parts.append("".join(cur).strip())
-            cur = []
-            i += 1
-            continue
-        cur.append(c)
-        i += 1
-    parts.append("".join(cur).strip())
-    return [p for p in parts if p]
-
-
-def _thousands_comma(s: str, i: int) -> bool:
-    """Is the comma at s[i] a thousands separator (`10,455`, `1,000,000`)?"""
-    return bool(re.search(r"(?:^|[^\d.])\d{1,3}(?:,\d{3})*$", s[:i]) and re.match(r",\d{3}(?!\d)", s[i:]))
-
-
-def _strip_set_braces(s: str) -> str:
-    s = s.strip()
-    for left, right in (("\\left\\{", "\\right\\}"), ("\\{", "\\}")):
-        if s.startswith(left) and s.endswith(right):
-            return s[len(left):-len(right)].strip()
-    return s
-
-
-def collection_size(gold: str) -> int:
-    """How many elements a gold answer lists: 1 for a single value, n for a set or list of n values
-    ("(1,2),(3,4)" -> 2, "\\{1, 3\\}" -> 2), n for a single tuple "(a, b, c)" -> 3. Intervals such as
-    "[0,1)" count as one value."""
-    g = _strip_set_braces(gold.strip().strip("$").strip())
-    parts = top_level_parts(g)
-    if len(parts) >= 2:
-        return len(parts)
-    m = re.fullmatch(r"\\left\s*\((.*)\\right\s*\)|\((.*)\)", g, re.DOTALL)
-    if m:
-        inner = m.group(1) if m.group(1) is not None else m.group(2)
-        if "(" not in inner and ")" not in inner:  # one flat tuple, e.g. (3, \frac{\pi}{2})
-            return max(len(top_level_parts(inner)), 1)
-    return 1
 
 
 # ------------------------------------------------------------------------------ formula or prose
@@ -205,44 +114,84 @@ def _clean_tail(s: str) -> str:
     return s
 
 
-def _leading_span(s: str) -> str | None:
-    """The content of a math span (`$..$`, `$$..$$`, `\\(..\\)`, `\\[..\\]`) at the start of `s`."""
+_INLINE = ("$", "\\(")  # inline math: LaTeX ends a paragraph's inline math at the line, display math may span lines
+
+
+def _leading_span(s: str) -> tuple[str, int] | None:
+    """The content of a math span (`$..$`, `$$..$$`, `\\(..\\)`, `\\[..\\]`) at the start of `s`, and
+    where the span ends; None when there is none (an inline span that crosses a line is none)."""
     for left, right in _SPANS:
         if s.startswith(left):
             end = s.find(right, len(left))
             while end > 0 and s[end - 1] == "\\" and right == "$":  # an escaped \$ inside
                 end = s.find(right, end + 1)
-            return s[len(left):end].strip() if end > 0 else None
+            if end < 0 or (left in _INLINE and "\n" in s[len(left):end]):
+                return None
+            return s[len(left):end].strip(), end + len(right)
     return None
+
+
+_SPAN_CONNECTOR = re.compile(r"\s*(?:,\s*)?(?:(?:and|or)\s+)?")
+
+
+def _leading_spans(s: str) -> str | None:
+    """The leading math span of `s`, and the spans that follow it joined by commas, "and" or "or"
+    (`$1$ and $2$` -> `1, 2`: several answers given as one list)."""
+    first = _leading_span(s)
+    if first is None:
+        return None
+    contents, pos = [first[0]], first[1]
+    while True:
+        gap = _SPAN_CONNECTOR.match(s, pos)
+        nxt = _leading_span(s[gap.end():]) if s[pos:gap.end()].strip() else None  # a comma or a word
+        if nxt is None or not nxt[0]:
+            break
+        contents.append(nxt[0])
+        pos = gap.end() + nxt[1]
+    return ", ".join(c for c in contents if c)
 
 
 def _only_span(s: str) -> str | None:
     """The content when the whole of `s` is one math span (`$x$`, `\\[x\\]`, ...); several `$` spans and
-    nothing else (`$a$, $b$`) -> `a, b`."""
+    nothing else (`$a$, $b$`) -> `a, b`. Inline spans do not cross lines."""
     s = s.strip()
     for left, right in _SPANS:
         if len(s) > len(left) + len(right) and s.startswith(left) and s.endswith(right):
             inner = s[len(left):-len(right)]
             if left == "$" and "$" in inner.replace("\\$", ""):
                 break  # several $ spans: below
+            if left in _INLINE and "\n" in inner:
+                return None
             return inner.strip()
-    if re.fullmatch(r"(?:\$[^$]+\$\s*,?\s*)+", s):
+    if re.fullmatch(r"(?:\$[^$\n]+\$\s*,?\s*)+", s):
         return s.replace("$", "").strip()
     return None
 
 
+def _cut_unclosed_inline(line: str) -> str:
+    """`line` up to an inline math span that opens on it and does not close on it."""
+    dollars = [m.start() for m in re.finditer(r"(?<![\\$])\$(?!\$)", line)]
+    if len(dollars) % 2:
+        line = line[:dollars[-1]]
+    opens, closes = line.rfind("\\("), line.rfind("\\)")
+    return line[:opens] if opens > closes else line
+
+
 def answer_phrase(text: str) -> str | None:
     """What follows the last "The (final) answer is" / "Answer:" on its line: a leading math span
-    whole, else up to the end of the sentence; "I hope it is correct" dropped."""
+    whole (with the spans joined to it by "and", "or", commas), else up to the end of the sentence;
+    "I hope it is correct" dropped. An inline span that does not close on its line is no answer."""
     found = list(_ANSWER_PHRASE.finditer(text))
     if not found:
         return None
     tail = text[found[-1].end():]
     tail = tail.lstrip(" \t*")
-    span = _leading_span(tail)
+    span = _leading_spans(tail)
     if span is not None:
         return span
-    line = tail.split("\n", 1)[0]
+    if tail.startswith(_INLINE):
+        return None
+    line = _cut_unclosed_inline(tail.split("\n", 1)[0])
     line = re.split(r"(?i)\.?\s*I hope it is correct", line)[0]
     line = re.split(r"\.\s+(?=[A-Z])", line)[0]
     return _clean_tail(line.strip().strip("*").strip()) or None
@@ -263,6 +212,27 @@ class MathAnswer:
         return self.candidates[0] if self.candidates else None
 
 
+def _boxed_candidates(text: str, gold: str | None) -> list[str]:
+    """The answers the boxes of `text` give, in the order they are tried (see the module docstring):
+    boxes that end the text joined only by connectors are one answer, the set of them; "or" between them
+    also offers the last box alone (MATH's own solutions write equivalent forms so: `$\\boxed{28}$ or
+    $\\boxed{28_9}$`). Else the last box, and all boxes together when the gold lists that many elements."""
+    boxes = [b.strip() for b in all_boxed(text) if b.strip()]
+    if not boxes:
+        return []
+    last = clean_answer(boxes[-1], gold)
+    run, said_or = sets.box_run(text, outer_boxes(text))
+    elements = sets.flatten([clean_answer(b, gold) for b in run])
+    if len(run) >= 2 and len(elements) >= 2:
+        return [sets.join(elements, gold)] + ([last] if said_or else [])
+    cands = [last]
+    outer = outer_boxes(text)
+    elements = sets.flatten([clean_answer(b, gold) for _, _, b in outer])
+    if gold is not None and len(outer) >= 2 and len(elements) >= 2 and collection_size(gold) == len(elements):
+        cands.append(sets.join(elements, gold))
+    return cands
+
+
 def find_math_answer(text: str, steps=MATH_STEPS, gold: str | None = None) -> MathAnswer | None:
     """The answer of a completion by the first of `steps` that finds one (see the module docstring);
     None when none does. `gold` (optional) decides whether several boxes are one set answer and
@@ -275,16 +245,8 @@ def find_math_answer(text: str, steps=MATH_STEPS, gold: str | None = None) -> Ma
     text_fallback = None
     for step in steps:
         if step == "boxed":
-            boxes = [b.strip() for b in all_boxed(text) if b.strip()]
-            if boxes:
-                cands = [clean_answer(boxes[-1], gold)]
-                distinct = list(dict.fromkeys(clean_answer(b, gold) for b in boxes))
-                if gold is not None and len(distinct) >= 2 and collection_size(gold) == len(distinct):
-                    joined = ", ".join(distinct)
-                    inner = _strip_set_braces(gold.strip().strip("$"))
-                    if len(top_level_parts(inner)) < 2 and inner.startswith(("(", "\\left(")):
-                        joined = "(" + joined + ")"  # the gold is one tuple: (x, y) from x=\boxed{..}, y=\boxed{..}
-                    cands.append(joined)
+            cands = _boxed_candidates(text, gold)
+            if cands:
                 return MathAnswer("boxed", tuple(cands))
         elif step == "hashes":
             hashes = _HASHES.findall(text)
@@ -323,12 +285,17 @@ def find_math_answer(text: str, steps=MATH_STEPS, gold: str | None = None) -> Ma
 def read_gold(gold: str) -> tuple[str, str]:
     """How a gold answer is compared: ("answer", s) when it is an answer alone: bare LaTeX such as
     `\\frac{1}{2}` or `x \\in [0,1)` (benchmark golds), a formula in `$...$` spans, or a text holding a
-    `\\boxed{}` (its last box); ("text", gold) when it is prose around math (`$125$ miles`):
+    `\\boxed{}` (its last box; boxes that end it joined only by connectors, `$\\boxed{1}$ and $\\boxed{2}$`,
+    are one set answer, `1, 2`); ("text", gold) when it is prose around math (`$125$ miles`):
     math-verify then reads it as it reads a completion."""
     g = str(gold).strip()
     delimiters = re.compile(r"(?<!\\)\$|\\\(|\\\)|\\\[|\\\]")
     box = last_boxed(g) if re.search(r"\\(?:boxed|fbox|framebox)(?![A-Za-z])", g) else None
     if box is not None and box.strip():
+        run, _ = sets.box_run(g, outer_boxes(g))
+        elements = sets.flatten([clean_answer(b) for b in run])
+        if len(run) >= 2 and len(elements) >= 2:
+            return "answer", sets.join(elements, None)
         return "answer", clean_answer(box.strip())
     if not delimiters.search(g):
         return "answer", clean_answer(g)

@@ -45,9 +45,15 @@ _DROP = [r"\left", r"\right", r"\!", r"\,", r"\;", r"\:", r"\ ", "$", r"\display
          r"\%", "%", r"\$"]
 
 
+# a comma and a space before three digits (`1, 234`) is a list, not a thousands separator (`1,234`):
+# marked before spaces go, so that the two never compare equal
+_LIST_COMMA = re.compile(r"(?<=\d),\s+(?=\d{3}(?!\d))")
+
+
 def normalize(s: str) -> str:
     """Light, safe normalisation for the exact-match fast path (no semantic rewriting)."""
     s = str(s).strip()
+    s = _LIST_COMMA.sub(";", s)
     s = re.sub(r"\\text\{\s*([^{}]*?)\s*\}", r"\1", s)
     s = re.sub(r"\\mbox\{\s*([^{}]*?)\s*\}", r"\1", s)
     s = s.replace(r"\dfrac", r"\frac").replace(r"\tfrac", r"\frac")

@@ -25,7 +25,7 @@ import math
 import re
 from fractions import Fraction
 
-from ilr.grading.extract import _strip_set_braces, top_level_parts
+from ilr.grading.sets import _strip_set_braces, top_level_parts
 
 _TOKEN = re.compile(r"\s*(\d+\.\d+|\.\d+|\d+|\\[A-Za-z]+|[-+*/^(){}\[\]])")
 _SKIP = {"\\left", "\\right", "\\displaystyle", "\\!", "\\,", "\\;", "\\:"}
