@@ -1,4 +1,4 @@
-"""Training curves (config training.report_to, ilr/train/curves.py): a tiny grpo run and a tiny ILR group run
+"""Training curves (config training.report_to, ilr/train/curves.py): tiny grpo, aipo and ILR group runs
 (`ilr train`) leave TensorBoard event files under their run directories with their reward and loss scalars,
 one value per step (the members' TRL logs, the coordinator's group metrics); report_to [] writes none;
 check-config refuses wandb / trackio for a trainer that writes TensorBoard only. PPO: tests/test_ppo.py."""
@@ -55,8 +55,9 @@ def tiny_run(study, tmp_path):
     return run
 
 
-def test_grpo_writes_tensorboard_curves_in_its_run_dir(tiny_run):
-    out = tiny_run("grpo", "tiny-llama", ["tensorboard"])
+@pytest.mark.parametrize("method", ["grpo", "aipo"])
+def test_trl_trainer_writes_tensorboard_curves_in_its_run_dir(tiny_run, method):
+    out = tiny_run(method, "tiny-llama", ["tensorboard"])
     run_dir = out / "tiny-llama"
     assert {p.parent for p in event_files(out)} == {run_dir / "tensorboard"}   # not checkpoints/runs/<date>
     tags = scalars(run_dir / "tensorboard")
