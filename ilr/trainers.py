@@ -30,6 +30,8 @@ class Trainer:
     extra_models: tuple[str, ...] = ()   # method keys naming further models it loads, frozen, for inference
                                       # (each `<key>_batch_size` is its generate() batch in the memory plan)
     about: str = ""
+    report_to: tuple[str, ...] = ("tensorboard",)   # the integrations of config training.report_to it writes
+                                      # curves to (ilr/train/curves.py); check-config refuses the others
 
     def __post_init__(self):
         if self.memory not in MEMORY:
@@ -37,12 +39,14 @@ class Trainer:
 
 
 TRAINERS: dict[str, Trainer] = {t.name: t for t in (
-    Trainer("grpo", "ilr.train.grpo", group=False, memory="trl", about="TRL's GRPOTrainer"),
+    Trainer("grpo", "ilr.train.grpo", group=False, memory="trl", about="TRL's GRPOTrainer",
+            report_to=("tensorboard", "wandb", "trackio")),
     Trainer("ppo", "ilr.train.ppo", group=False, memory="actor_critic", about="a small actor-critic on accelerate"),
     Trainer("ilr", "ilr.train.ilr", group=True, memory="trl_stages",
             about="the group trainer: one GRPOTrainer per member"),
     Trainer("aipo", "ilr.train.aipo", group=False, memory="trl", extra_models=("helper",),
-            about="GRPOTrainer whose rollouts consult agents on a helper model (METHOD.md \"AIPO\")"),
+            about="GRPOTrainer whose rollouts consult agents on a helper model (METHOD.md \"AIPO\")",
+            report_to=("tensorboard", "wandb", "trackio")),
 )}
 
 

@@ -1,5 +1,5 @@
 """The `ppo` baseline: GAE, the clipped losses (hand-computed), minibatches under N processes, a tiny run,
-kill-and-resume, and the value warm-up (the critic learns, the actor does not move)."""
+kill-and-resume (its TensorBoard curves too), and the value warm-up (the critic learns, the actor does not move)."""
 
 from __future__ import annotations
 
@@ -147,9 +147,10 @@ def _weights(path):
 
 def test_tiny_run_writes_final_and_metrics(tiny_model, train_file, tmp_path):
     # beta 0: no reference model is loaded and the KL column is null (the resume test covers beta > 0).
-    ppo.train_ppo(_config(tiny_model, steps=3, save_steps=2, beta=0.0), "ppo", "tiny", 0, str(train_file), str(tmp_path),
-                  reward_fn=_reward)
+    ppo.train_ppo(_config(tiny_model, steps=3, save_steps=2, beta=0.0, report_to=[]), "ppo", "tiny", 0,
+                  str(train_file), str(tmp_path), reward_fn=_reward)
     run = tmp_path / "tiny"
+    assert not list(tmp_path.rglob("events.out.tfevents.*"))   # report_to []: no curves
     assert (run / "final" / "model.safetensors").is_file() and (run / "final" / "tokenizer.json").is_file()
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3]
@@ -181,6 +182,16 @@ def test_kill_and_resume_gives_identical_weights(tiny_model, train_file, tmp_pat
     assert [json.loads(x)["step"] for x in mb] == [1, 2, 3, 4]
     assert all(isinstance(json.loads(x)["kl"], float) for x in mb)
     assert [json.loads(x)["reward_mean"] for x in ma] == [json.loads(x)["reward_mean"] for x in mb]
+    # the curves (training.report_to's default, tensorboard): step 3 of the killed run was purged on resume
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(b / "tensorboard"))
+    acc.Reload()
+    for key in ("reward_mean", "policy_loss", "value_loss"):
+        events = acc.Scalars(f"train/{key}")
+        assert [e.step for e in events] == [1, 2, 3, 4]
+        assert [e.value for e in events] == pytest.approx([json.loads(x)[key] for x in mb], rel=1e-6)
+    assert "train/kl" in acc.Tags()["scalars"] and "train/value_warmup" in acc.Tags()["scalars"]
 
 
 def test_value_warmup_trains_the_critic_only(tiny_model, train_file, tmp_path):

@@ -296,6 +296,16 @@ def test_unrelated_key_changes_nothing():
     assert not _changed(_specs(c), _specs(c2))
 
 
+def test_report_to_changes_nothing():
+    """Where the curves go (training.report_to, a method's too) is no training input: nothing reruns."""
+    c = study.validate(_tiny())
+    c2 = copy.deepcopy(c)
+    c2["training"]["report_to"] = []
+    c2["methods"]["grpo"]["report_to"] = "none"
+    assert c["training"]["report_to"] == ["tensorboard"]   # the schema's default
+    assert not _changed(_specs(c), _specs(c2))
+
+
 def test_run_names_roundtrip():
     c = study.validate(_tiny())
     runs = cfg.method_runs(c, "ilr_ratio")

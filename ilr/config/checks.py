@@ -83,6 +83,12 @@ def check(config: dict, source: str = "<config>", extra: Iterable[Check] = ()) -
                 fail(f"{key}.num_mini_batches", f"{a['num_mini_batches']} does not divide the step's "
                      f"questions_per_step x num_generations = {a['questions_per_step'] * a['num_generations']} "
                      "sequences (nor, then, each process's share)")
+        report_to = m.get("report_to", config["training"].get("report_to")) or []   # (none: nothing)
+        unsupported = [x for x in ([] if report_to == "none" else report_to) if x not in TRAINERS[trainer].report_to]
+        if unsupported:   # ilr/train/curves.py: wandb and trackio keep one run per process
+            fail(f"{key}.report_to" if "report_to" in m else "training.report_to",
+                 f"trainer {trainer!r} writes its curves to {', '.join(TRAINERS[trainer].report_to)} only, "
+                 f"not {', '.join(unsupported)} (set methods.{name}.report_to: [tensorboard])")
         # (a grpo/ppo entry with an ILR key fails the schema: each trainer's entry is closed)
     runs = run_names(config)
     if len(set(runs)) != len(runs):

@@ -17,14 +17,18 @@ import sys
 
 from ilr.trainers import TRAINERS
 
+NOT_TRAINING_INPUTS = ("report_to",)   # training args left out of the rerun trigger (config_slice)
+
 
 def config_slice(config: dict, method: str, group: str, seed=None) -> dict:
     """The config one training job reads (Snakemake's rerun trigger, ilr.study.stage_spec): the method's
-    training args (the `training:` defaults + its keys, p a scalar), the trained models' paths (and AIPO's
-    helper's), the interaction settings and members of a group run."""
+    training args (the `training:` defaults + its keys, p a scalar; not NOT_TRAINING_INPUTS), the trained
+    models' paths (and AIPO's helper's), the interaction settings and members of a group run."""
     from ilr import config as cfg
 
-    spec = {"training": cfg.training_args(config, method), "prompts": config["prompts"],
+    # report_to only says where the curves go (ilr/train/curves.py), not what is trained: a change reruns nothing
+    args = {k: v for k, v in cfg.training_args(config, method).items() if k not in NOT_TRAINING_INPUTS}
+    spec = {"training": args, "prompts": config["prompts"],
             "data": config["data"]["train"],
             "models": {n: config["models"][n]["path"] for n in cfg.trained_names(config, method, group)},
             "generation": config["generation"], "numerics": config["numerics"]}

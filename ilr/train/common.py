@@ -111,7 +111,7 @@ def grpo_config(args: dict, seed: int, output_dir: Path, rows_per_question: int 
         save_strategy="steps",
         save_steps=args["save_steps"],
         logging_steps=1,
-        report_to=[],
+        report_to=[],                   # a run's own: model_grpo_config (config training.report_to)
         seed=seed,
         data_seed=seed,
         use_cpu=not torch.cuda.is_available(),
@@ -167,21 +167,28 @@ def rollout_reward(key: str):
 # ------------------------------------------------------------------ one TRL run (grpo, aipo, each ILR member)
 
 def model_grpo_config(config: dict, args: dict, seed: int, model_name: str, run_dir: Path, **overrides):
-    """The GRPOConfig of one trained model: the method's args, checkpoints under `run_dir`, and vLLM's
-    colocated engine when `generation.engine` is vllm. Build it before loading the model: under DeepSpeed
-    ZeRO-3 it makes from_pretrained load the weights sharded (zero.Init)."""
+    """The GRPOConfig of one trained model: the method's args, checkpoints under `run_dir`, its curves
+    (training.report_to: ilr/train/curves.py), and vLLM's colocated engine when `generation.engine` is vllm.
+    Build it before loading the model: under DeepSpeed ZeRO-3 it makes from_pretrained load the weights
+    sharded (zero.Init)."""
+    from ilr.train.curves import trl_kwargs
     from ilr.vllm_engine import trl_vllm_args
 
     vllm = trl_vllm_args(config["generation"], config["models"][model_name]["size"])
-    return grpo_config(args, seed, run_dir / "checkpoints", **{**vllm, **overrides})
+    return grpo_config(args, seed, run_dir / "checkpoints",
+                       **{**trl_kwargs(config, args, run_dir), **vllm, **overrides})
 
 
 def grpo_trainer(trainer_class, model, tokenizer, dataset, reward, trl_args, stop, rollout_func=None):
     """A TRL GRPOTrainer (or subclass) as every run makes it: quiet, stopping on signals through `stop`
-    (preempt.stop_callback), sampling itself or through `rollout_func`."""
+    (preempt.stop_callback), sampling itself or through `rollout_func`, its TensorBoard curves in its run
+    directory (the parent of model_grpo_config's output_dir, `<run_dir>/checkpoints`)."""
+    from ilr.train.curves import tensorboard_in_run_dir
+
     extra = {"rollout_func": rollout_func} if rollout_func is not None else {}
     trainer = quiet(trainer_class(model=model, reward_funcs=reward, train_dataset=dataset,
                                   processing_class=tokenizer, args=trl_args, **extra))
+    tensorboard_in_run_dir(trainer, Path(trl_args.output_dir).parent)
     trainer.add_callback(stop)
     return trainer
 

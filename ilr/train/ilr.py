@@ -48,6 +48,7 @@ from ilr.train import dist, preempt
 from ilr.train.common import (check_handed, checkpoint_step, grpo_trainer, latest_checkpoint, load_for_training,
                               model_grpo_config, question_schedule, records_dataset, rollout_engine, rollout_reward,
                               rule_reward, save_trainer_final, seed_rollout, truncate_log, write_log)
+from ilr.train.curves import TB_DIR, Curves
 from ilr.train.rl import advantages, baseline_pool, unbiased_std
 
 
@@ -106,6 +107,7 @@ class GroupCoordinator:
         self.dataset_prompt: dict[str, dict[str, str]] = {}   # member -> question id -> its dataset prompt
         self.stop_after: dict[int, bool] = {}                 # step -> the group's decision to stop there
         self.progress = None
+        self.curves = Curves({}, run_dir)                     # none until train_ilr knows the step resumed from
 
     def abort(self) -> None:
         self.barrier.abort()
@@ -195,7 +197,9 @@ class GroupCoordinator:
                 results[n]["advantages"] += (m["sharing"]["advantages"] if "sharing" in self.stages else []) \
                     + m["advantages"]
         write_log(self.run_dir / "rollouts.jsonl", rows)
-        write_log(self.run_dir / "metrics.jsonl", [self.metrics(step, rows)])
+        metrics = self.metrics(step, rows)
+        write_log(self.run_dir / "metrics.jsonl", [metrics])
+        self.curves.log(metrics)   # TensorBoard: <run_dir>/tensorboard/ (ilr/train/curves.py)
         if self.progress is not None:
             self.progress.update(1)
         return results
@@ -387,6 +391,7 @@ def train_ilr(config: dict, method_name: str, group: str, seed: int, train_path:
     resume_step = min(checkpoint_step(p) for p in steps)
     for log in ("rollouts.jsonl", "metrics.jsonl"):
         truncate_log(run_dir / log, resume_step)
+    coordinator.curves = Curves(args, run_dir / TB_DIR, resume_step, prefix="group")
 
     errors: list[BaseException] = []
 
@@ -407,6 +412,7 @@ def train_ilr(config: dict, method_name: str, group: str, seed: int, train_path:
         t.join()
     if coordinator.progress is not None:
         coordinator.progress.close()
+    coordinator.curves.close()
     real = [e for e in errors if not isinstance(e, threading.BrokenBarrierError)]
     if errors:
         raise (real or errors)[0]

@@ -56,9 +56,11 @@ main process, gathered under ZeRO-3), `checkpoints/checkpoint-N/` (`state/`: acc
 log pi - log pi_ref on the sampled tokens (an unbiased estimate that can be negative; null when beta ==
 0, as no reference model is loaded then), value_warmup (the actor frozen), policy_loss, value_loss,
 clip fractions, ppo_kl and entropy (means over every update's tokens), value/return means,
-completion_length, truncated_fraction, grad norms (means over the updates), learning_rate). A run restarts
-from its latest checkpoint; since torch is seeded with `stable_seed(seed, step, rank)` before each
-step's sampling, a killed and restarted run ends with the same weights as an uninterrupted one (on CPU).
+completion_length, truncated_fraction, grad norms (means over the updates), learning_rate), the same rows as
+TensorBoard scalars in `tensorboard/` when training.report_to has tensorboard (ilr/train/curves.py; ppo takes
+no wandb or trackio). A run restarts from its latest checkpoint; since torch is seeded with
+`stable_seed(seed, step, rank)` before each step's sampling, a killed and restarted run ends with the same
+weights as an uninterrupted one (on CPU).
 """
 
 from __future__ import annotations
@@ -74,6 +76,7 @@ import torch
 from ilr.seeding import stable_seed
 from ilr.train import dist, preempt
 from ilr.train.common import latest_checkpoint, question_schedule, rule_reward, truncate_log, write_log
+from ilr.train.curves import TB_DIR, Curves
 from ilr.train.rl import (gae, global_whiten, minibatch_rows, policy_loss_terms, token_rewards,
                                 value_loss_terms)
 
@@ -249,6 +252,7 @@ def train_ppo(config: dict, method: str, model_name: str, seed: int, train_path:
     # Rows past the checkpoint came from a run that was killed later; they are redone.
     for log in (run_dir / "metrics.jsonl", run_dir / "rollouts.jsonl"):
         truncate_log(log, start)
+    curves = Curves(args, run_dir / TB_DIR, start)   # metrics.jsonl's rows, for TensorBoard (main process)
 
     pad_id = tokenizer.pad_token_id
     bar = tqdm(range(start, steps), desc=f"ppo {model_name}", unit="step", initial=start, total=steps,
@@ -362,6 +366,7 @@ def train_ppo(config: dict, method: str, model_name: str, seed: int, train_path:
                          "rewards": rq} for rec, g, rq in zip(records, groups, rewards_q)]
         write_log(run_dir / "rollouts.jsonl", [r for share in dist.gather(rollout_rows) for r in share])
         write_log(run_dir / "metrics.jsonl", [row])
+        curves.log(row)
         bar.set_postfix(reward=f"{row['reward_mean']:.3f}", vloss=f"{row['value_loss']:.4f}")
 
         done = step + 1
@@ -369,13 +374,14 @@ def train_ppo(config: dict, method: str, model_name: str, seed: int, train_path:
         if (args["save_steps"] and done % int(args["save_steps"]) == 0) or done == steps or stopping:
             _save_checkpoint(accelerator, ckpt_dir, done, {"method": method, "model": model_name, "seed": seed,
                                                            "steps": steps}, args["save_total_limit"])
-        if stopping:
+        if stopping or (stop_after is not None and done >= stop_after):
             bar.close()
-            raise preempt.Interrupted(done)
-        if stop_after is not None and done >= stop_after:
-            bar.close()
+            curves.close()
+            if stopping:
+                raise preempt.Interrupted(done)
             return
     bar.close()
+    curves.close()
 
     def write_final(tmp: Path) -> None:
         state = accelerator.get_state_dict(model)          # every process: ZeRO-3 gathers the shards
