@@ -31,7 +31,7 @@ class Trainer:
                                       # (each `<key>_batch_size` is its generate() batch in the memory plan)
     about: str = ""
     report_to: tuple[str, ...] = ("tensorboard",)   # the integrations of config training.report_to it writes
-                                      # curves to (ilr/train/curves.py); check-config refuses the others
+                                      # curves to (ilr/train/trackers.py); check-config refuses the others
 
     def __post_init__(self):
         if self.memory not in MEMORY:

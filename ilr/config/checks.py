@@ -85,7 +85,7 @@ def check(config: dict, source: str = "<config>", extra: Iterable[Check] = ()) -
                      "sequences (nor, then, each process's share)")
         report_to = m.get("report_to", config["training"].get("report_to")) or []   # (none: nothing)
         unsupported = [x for x in ([] if report_to == "none" else report_to) if x not in TRAINERS[trainer].report_to]
-        if unsupported:   # ilr/train/curves.py: wandb and trackio keep one run per process
+        if unsupported:   # ilr/train/trackers.py: wandb and trackio keep one run per process
             fail(f"{key}.report_to" if "report_to" in m else "training.report_to",
                  f"trainer {trainer!r} writes its curves to {', '.join(TRAINERS[trainer].report_to)} only, "
                  f"not {', '.join(unsupported)} (set methods.{name}.report_to: [tensorboard])")

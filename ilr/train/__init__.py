@@ -26,7 +26,7 @@ def config_slice(config: dict, method: str, group: str, seed=None) -> dict:
     models' paths (and AIPO's helper's), the interaction settings and members of a group run."""
     from ilr import config as cfg
 
-    # report_to only says where the curves go (ilr/train/curves.py), not what is trained: a change reruns nothing
+    # report_to only says where the curves go (ilr/train/trackers.py), not what is trained: a change reruns nothing
     args = {k: v for k, v in cfg.training_args(config, method).items() if k not in NOT_TRAINING_INPUTS}
     spec = {"training": args, "prompts": config["prompts"],
             "data": config["data"]["train"],

@@ -168,10 +168,10 @@ def rollout_reward(key: str):
 
 def model_grpo_config(config: dict, args: dict, seed: int, model_name: str, run_dir: Path, **overrides):
     """The GRPOConfig of one trained model: the method's args, checkpoints under `run_dir`, its curves
-    (training.report_to: ilr/train/curves.py), and vLLM's colocated engine when `generation.engine` is vllm.
+    (training.report_to: ilr/train/trackers.py), and vLLM's colocated engine when `generation.engine` is vllm.
     Build it before loading the model: under DeepSpeed ZeRO-3 it makes from_pretrained load the weights
     sharded (zero.Init)."""
-    from ilr.train.curves import trl_kwargs
+    from ilr.train.trackers import trl_kwargs
     from ilr.vllm_engine import trl_vllm_args
 
     vllm = trl_vllm_args(config["generation"], config["models"][model_name]["size"])
@@ -183,7 +183,7 @@ def grpo_trainer(trainer_class, model, tokenizer, dataset, reward, trl_args, sto
     """A TRL GRPOTrainer (or subclass) as every run makes it: quiet, stopping on signals through `stop`
     (preempt.stop_callback), sampling itself or through `rollout_func`, its TensorBoard curves in its run
     directory (the parent of model_grpo_config's output_dir, `<run_dir>/checkpoints`)."""
-    from ilr.train.curves import tensorboard_in_run_dir
+    from ilr.train.trackers import tensorboard_in_run_dir
 
     extra = {"rollout_func": rollout_func} if rollout_func is not None else {}
     trainer = quiet(trainer_class(model=model, reward_funcs=reward, train_dataset=dataset,

@@ -48,7 +48,7 @@ from ilr.train import dist, preempt
 from ilr.train.common import (check_handed, checkpoint_step, grpo_trainer, latest_checkpoint, load_for_training,
                               model_grpo_config, question_schedule, records_dataset, rollout_engine, rollout_reward,
                               rule_reward, save_trainer_final, seed_rollout, truncate_log, write_log)
-from ilr.train.curves import TB_DIR, Curves
+from ilr.train.trackers import TB_DIR, Curves
 from ilr.train.rl import advantages, baseline_pool, unbiased_std
 
 
@@ -199,7 +199,7 @@ class GroupCoordinator:
         write_log(self.run_dir / "rollouts.jsonl", rows)
         metrics = self.metrics(step, rows)
         write_log(self.run_dir / "metrics.jsonl", [metrics])
-        self.curves.log(metrics)   # TensorBoard: <run_dir>/tensorboard/ (ilr/train/curves.py)
+        self.curves.log(metrics)   # TensorBoard: <run_dir>/tensorboard/ (ilr/train/trackers.py)
         if self.progress is not None:
             self.progress.update(1)
         return results

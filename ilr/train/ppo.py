@@ -57,7 +57,7 @@ log pi - log pi_ref on the sampled tokens (an unbiased estimate that can be nega
 0, as no reference model is loaded then), value_warmup (the actor frozen), policy_loss, value_loss,
 clip fractions, ppo_kl and entropy (means over every update's tokens), value/return means,
 completion_length, truncated_fraction, grad norms (means over the updates), learning_rate), the same rows as
-TensorBoard scalars in `tensorboard/` when training.report_to has tensorboard (ilr/train/curves.py; ppo takes
+TensorBoard scalars in `tensorboard/` when training.report_to has tensorboard (ilr/train/trackers.py; ppo takes
 no wandb or trackio). A run restarts from its latest checkpoint; since torch is seeded with
 `stable_seed(seed, step, rank)` before each step's sampling, a killed and restarted run ends with the same
 weights as an uninterrupted one (on CPU).
@@ -76,7 +76,7 @@ import torch
 from ilr.seeding import stable_seed
 from ilr.train import dist, preempt
 from ilr.train.common import latest_checkpoint, question_schedule, rule_reward, truncate_log, write_log
-from ilr.train.curves import TB_DIR, Curves
+from ilr.train.trackers import TB_DIR, Curves
 from ilr.train.rl import (gae, global_whiten, minibatch_rows, policy_loss_terms, token_rewards,
                                 value_loss_terms)
 

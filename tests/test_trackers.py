@@ -1,4 +1,4 @@
-"""Training curves (config training.report_to, ilr/train/curves.py): tiny grpo, aipo and ILR group runs
+"""Training curves (config training.report_to, ilr/train/trackers.py): tiny grpo, aipo and ILR group runs
 (`ilr train`) leave TensorBoard event files under their run directories with their reward and loss scalars,
 one value per step (the members' TRL logs, the coordinator's group metrics); report_to [] writes none;
 check-config refuses wandb / trackio for a trainer that writes TensorBoard only. PPO: tests/test_ppo.py."""
