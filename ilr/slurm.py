@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -114,6 +115,10 @@ def requeue(run_dir: Path, exit_code: int, env=os.environ, log=None) -> bool:
         log(f"no new checkpoint since the last requeue (step {step}, before {before}): not requeueing; "
             f"the job fails with {exit_code} and Snakemake's retries apply")
         return False
+    # the requeue ends the job's processes (SIGTERM, SIGKILL after KillWait): this one too, unless it ignores it
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
+        signal.signal(sig, signal.SIG_IGN)
+    log(f"checkpoint at step {step}: requeueing Slurm job {job} (scontrol requeue)")
     r = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True)
     if r.returncode != 0:
         log(f"scontrol requeue {job} refused ({r.stderr.strip()}): the job fails with {exit_code} "

@@ -6,6 +6,8 @@
 #                                       from the distribution's packages, write /etc/slurm/slurm.conf for this
 #                                       host, start munged, slurmctld, slurmd, wait until `sinfo` shows the node idle
 #   scripts/slurm-provision.sh down     stop the daemons that `up` started (their pids are in $STATE), nothing else
+#   ... up --started FILE / down --started FILE: `up` lists in FILE the daemons it started this time, `down`
+#                                       stops only those (`make test-slurm` leaves a cluster it found running)
 #   scripts/slurm-provision.sh status   the node as sinfo shows it, and which daemons this script started
 #
 # Idempotent: `up` on a running cluster starts nothing; `down` twice stops nothing the second time. A host
@@ -53,10 +55,10 @@ write_conf() {
     mem=$(sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p' <<<"$node")
     mem=$(( mem * 95 / 100 ))                       # slack: slurmd drains a node that reports less than it claims
     mkdir -p /etc/slurm /var/lib/slurm/slurmctld /var/lib/slurm/slurmd /var/log/slurm
-    cat > "$CONF" <<CONF
+    cat > "$CONF.new" <<CONF
 $MARK (single node, no accounting)
 ClusterName=$CLUSTER
-SlurmctldHost=$host
+SlurmctldHost=$host(127.0.0.1)
 SlurmUser=root
 AuthType=auth/munge
 CredType=cred/munge
@@ -81,9 +83,15 @@ SlurmctldPidFile=/run/slurmctld.pid
 SlurmdPidFile=/run/slurmd.pid
 SlurmctldLogFile=/var/log/slurm/slurmctld.log
 SlurmdLogFile=/var/log/slurm/slurmd.log
-NodeName=$host CPUs=$cpus RealMemory=$mem State=UNKNOWN
+NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem State=UNKNOWN
 PartitionName=$PARTITION Nodes=$host Default=YES MaxTime=INFINITE State=UP
 CONF
+    if [ -f "$CONF" ] && cmp -s "$CONF" "$CONF.new"; then rm -f "$CONF.new"; return; fi
+    if alive slurmctld || alive slurmd; then
+        log "$CONF changes: restarting the daemons this script started"
+        STARTED= down
+    fi
+    mv "$CONF.new" "$CONF"
     log "wrote $CONF (node $host, $cpus CPUs, $mem MB, partition $PARTITION)"
 }
 
@@ -101,6 +109,7 @@ start() {   # start <name> <pid file> <command...>: run a daemon unless it runs 
     [ -s "$pidfile" ] || die "$name did not start (see /var/log/slurm/ or /var/log/munge/)"
     mkdir -p "$STATE"
     cat "$pidfile" > "$STATE/$name.pid"
+    [ -z "$STARTED" ] || echo "$name" >> "$STARTED"
     log "started $name (pid $(cat "$STATE/$name.pid"))"
 }
 
@@ -109,15 +118,12 @@ up() {
         [ "$(id -u)" = 0 ] || die "sbatch is absent: installing Slurm needs root"
         install_packages
     fi
-    if ! ours_conf; then
-        if [ -f "$CONF" ]; then
-            [ -n "$(node_state)" ] || die "$CONF exists but was not written by this script, and sinfo does not answer"
-            log "a cluster of its own ($CONF): not touching it"; sinfo; return
-        fi
-        [ "$(id -u)" = 0 ] || die "no $CONF: writing one needs root"
-        write_conf
+    if [ -f "$CONF" ] && ! ours_conf; then
+        [ -n "$(node_state)" ] || die "$CONF exists but was not written by this script, and sinfo does not answer"
+        log "a cluster of its own ($CONF): not touching it"; sinfo; return
     fi
-    [ "$(id -u)" = 0 ] || die "starting the daemons needs root"
+    [ "$(id -u)" = 0 ] || die "writing $CONF and starting the daemons needs root"
+    write_conf
     mkdir -p /run/munge && chown munge:munge /run/munge
     [ -s /etc/munge/munge.key ] || { mungekey --create 2>/dev/null || create-munge-key; }
     start munged /run/munge/munged.pid runuser -u munge -- /usr/sbin/munged --pid-file=/run/munge/munged.pid
@@ -139,6 +145,7 @@ up() {
 down() {
     local name pid i
     for name in slurmd slurmctld munged; do
+        if [ -n "$STARTED" ] && ! grep -qx "$name" "$STARTED" 2>/dev/null; then continue; fi
         alive "$name" || { rm -f "$STATE/$name.pid"; continue; }
         pid=$(cat "$STATE/$name.pid")
         kill "$pid"
@@ -159,7 +166,11 @@ status() {
     command -v sinfo >/dev/null && sinfo 2>&1 || echo "sinfo: absent"
 }
 
-case "${1:-up}" in
+CMD=${1:-up}; shift || true
+STARTED=
+if [ "${1:-}" = --started ]; then STARTED=${2:?--started FILE}; fi
+
+case "$CMD" in
     up|start) up ;;
     down|stop) down ;;
     status) status ;;

@@ -186,13 +186,14 @@ def test_sigterm_checkpoints_requeues_and_resumes(on_slurm, local):
     log = (res / "logs" / "train" / "grpo" / MODEL / "seed0.log").read_text()
     # the trainer's log keeps both attempts: the stop on SIGTERM, the requeue, the resumed run
     assert log.count("== attempt") == 2, log[-3000:]
-    assert "stopped on SIGTERM after step" in log and "requeued" in log, log[-3000:]
+    assert "stopped on SIGTERM after step" in log and f"requeueing Slurm job {job}" in log, log[-3000:]
     requeued = (final(res).parent.parent / ".requeued").read_text()
     assert f"job {job} requeued" in requeued
     assert "Trying to restart" not in out, "the preemption spent a Snakemake retry"
     # Slurm's own log of that job id: both attempts (--open-mode=append)
     slurm_logs = [p for p in tmp_path.joinpath(".snakemake", "slurm_logs").rglob(f"{job}.log")]
     assert slurm_logs and "DUE TO JOB REQUEUE" in slurm_logs[0].read_text(), slurm_logs
-    assert slurm_logs[0].read_text().count("Building DAG of jobs") >= 2
+    assert slurm_logs[0].read_text().count("Building DAG of jobs") >= 4   # the job's two Snakemakes, twice
     # resumed from the checkpoint, not from scratch; the same weights as the uninterrupted local run
+    assert (final(res).parent.parent / "train.log").read_text() == log   # the run directory's copy
     assert sha256(final(res) / "model.safetensors") == sha256(final(local) / "model.safetensors")

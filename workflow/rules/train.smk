@@ -12,8 +12,10 @@
 #   trainer at the end) that runs again was forced (`--force`, `-R`) and starts from scratch, and so does
 #   a run whose config slice or inputs changed (data, gamma, D_q, base model, code: `.spec` holds the
 #   slice's hash and the path, size and mtime of every input file).
-# - the log: a run that starts afresh empties it; every attempt of a run (a retry, a Slurm requeue, a rerun
-#   after Ctrl-C) appends to it under an "== attempt" line, so "stopped on SIGTERM after step N" stays.
+# - the log: every attempt of a run (a Snakemake retry, a Slurm requeue, a rerun after Ctrl-C) appends to it
+#   under an "== attempt" line, so "stopped on SIGTERM after step N" stays. Snakemake deletes a job's log
+#   before each attempt, so the run directory keeps the copy (`<run dir>/train.log`, written after each
+#   attempt) that the next attempt starts from; a run that starts afresh starts an empty log.
 _RUN_DIR = (
     'd={params.out_dir}; mkdir -p "$(dirname "$d")"; exec 9<>"$d.lock"; '
     'if ! flock -n 9; then echo "$d: another trainer holds this run directory ($(cat "$d.lock")); '
@@ -21,8 +23,8 @@ _RUN_DIR = (
     'echo "pid $$ on $(hostname), since $(date -Is)" > "$d.lock"; '
     's="{params.spec}:$(find {input} -type f -printf "%p %s %T@\\n" | LC_ALL=C sort | sha256sum | cut -c1-16)"; '
     'if [ -f "$d/.done" ] || {{ [ -f "$d/.spec" ] && [ "$(cat "$d/.spec")" != "$s" ]; }}; then rm -rf "$d"; fi; '
-    'if [ ! -f "$d/.spec" ]; then : > {log}; fi; '
     'mkdir -p "$d" && echo "$s" > "$d/.spec"; '
+    'if [ -f "$d/train.log" ]; then cp "$d/train.log" {log}; else : > {log}; fi; '
     'echo "== attempt $(date -Is) on $(hostname), Slurm job ${{SLURM_JOB_ID:-none}}" >> {log}; '
 )
 
@@ -43,18 +45,20 @@ _SIGNALS = ('if [ "{resources.gpu}" -gt 1 ]; then trap "" TERM INT USR1; '
             'export TORCHELASTIC_SIGNALS_TO_HANDLE=SIGHUP,SIGQUIT; fi; ')
 
 
-# The trainer runs in a subshell that execs it (so it, not a shell, is the process the signal reaches; `|| rc=$?`:
-# Snakemake's shell runs under `set -e`), while this shell waits with a trap (`:`; a trapped signal does not stop a shell waiting for its child): after a
-# clean checkpoint on a signal (exit 128 + signal, ilr/train/preempt.py) inside a Slurm job, `python -m
-# ilr.slurm requeue` puts the job back in the queue when the checkpoint advanced (same job id, no Snakemake
-# retry spent; docs/cluster.md "Preemption"); otherwise the job fails with the trainer's code.
+# The trainer runs in a subshell that execs it (so it, not a shell, is the process the signal reaches;
+# `|| rc=$?`: Snakemake's shell runs under `set -e`), while this shell waits with a trap (`:`; a trapped
+# signal does not stop a shell waiting for its child). After a clean checkpoint on a signal (exit 128 +
+# signal, ilr/train/preempt.py) inside a Slurm job, `python -m ilr.slurm requeue` puts the job back in the
+# queue when the checkpoint advanced (same job id, no Snakemake retry spent; docs/cluster.md "Preemption");
+# otherwise the job fails with the trainer's code.
 def _train_shell(extra=""):
     return _RUN_DIR + "trap : TERM INT USR1; rc=0; ( " + _SIGNALS + (
         "OMP_NUM_THREADS={threads} exec " + _LAUNCH + " -m ilr train --config {CFG} --method {wildcards.method} --group {params.group}"
         " --seed {wildcards.seed} --train {input.train}" + extra +
-        " --out-dir {params.out_dir} >> {log} 2>&1 ) || rc=$?; "
+        " --out-dir {params.out_dir} >> {log} 2>&1 ) || rc=$?; cp {log} \"$d/train.log\"; "
         "if [ $rc -ge 128 ] && [ -n \"${{SLURM_JOB_ID:-}}\" ]; then " + PY +
-        " -m ilr.slurm requeue --run-dir {params.out_dir} --exit-code $rc >> {log} 2>&1; fi; exit $rc"
+        " -m ilr.slurm requeue --run-dir {params.out_dir} --exit-code $rc >> {log} 2>&1 || true; "
+        "cp {log} \"$d/train.log\"; fi; exit $rc"
     )
 
 
