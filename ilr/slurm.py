@@ -8,7 +8,8 @@ after the trainer has exited, and in the Snakefile's `onstart`).
   squeue`); the Snakefile's `onstart` sets it when `scontrol show config` says so.
 - `python -m ilr.slurm requeue --run-dir D --exit-code N`: a training job that was signalled (preemption,
   `scancel --signal=TERM`, the profile's `--signal=TERM@600` before the time limit) saves a checkpoint and
-  exits 128 + the signal (ilr/train/preempt.py). Inside a Slurm batch job that exit would end the job FAILED
+  exits 128 + the signal (ilr/train/preempt.py; under `accelerate launch` the launcher's code, after the
+  trainer's "stopped on SIGTERM after step N; checkpoint saved" line). Inside a Slurm batch job that exit would end the job FAILED
   and spend one of Snakemake's `retries`; a job preempted more often than that would fail the study. So the
   train rules' shell calls this instead: when the checkpoint is newer than the one of the previous requeue
   (the run made progress), it asks Slurm to requeue the job (`scontrol requeue $SLURM_JOB_ID`: same job id,
@@ -30,6 +31,8 @@ import time
 from pathlib import Path
 
 PREEMPT_CODES = {128 + 15, 128 + 10, 128 + 2}   # SIGTERM, SIGUSR1, SIGINT: ilr/train/preempt.py's clean exits
+# what ilr/train/preempt.py's Interrupted prints; under `accelerate launch` the launcher exits 1, not 128 + signal
+CLEAN_STOP = re.compile(r"stopped on SIG\w+ after step \d+; checkpoint saved")
 REQUEUED = ".requeued"                           # in the run directory: one line per requeue (the step reached)
 
 
@@ -103,12 +106,18 @@ def previous_requeue_step(run_dir: Path) -> int | None:
     return max(steps) if steps else None
 
 
-def requeue(run_dir: Path, exit_code: int, env=os.environ, log=None) -> bool:
+def stopped_cleanly(exit_code: int, attempt_log: str = "") -> bool:
+    """The trainer saved a checkpoint on a signal and exited: 128 + the signal, or (multi-GPU, where the
+    launcher's own code comes back) a non-zero code after the trainer's "stopped on ... checkpoint saved"."""
+    return exit_code in PREEMPT_CODES or (exit_code != 0 and bool(CLEAN_STOP.search(attempt_log)))
+
+
+def requeue(run_dir: Path, exit_code: int, env=os.environ, log=None, attempt_log: str = "") -> bool:
     """Requeue this Slurm job if the trainer stopped cleanly on a signal and its checkpoint advanced since the
-    last requeue; returns whether Slurm accepted."""
+    last requeue; returns whether Slurm accepted. `attempt_log`: this attempt's lines of the trainer's log."""
     log = log or (lambda msg: print(f"[ilr requeue] {msg}", file=sys.stderr, flush=True))
     job = env.get("SLURM_JOB_ID")
-    if exit_code not in PREEMPT_CODES or not job:
+    if not job or not stopped_cleanly(exit_code, attempt_log):
         return False
     step, before = checkpoint_step(run_dir), previous_requeue_step(run_dir)
     if step is None or (before is not None and step <= before):
@@ -136,10 +145,13 @@ def main(argv=None) -> int:
     rq = sub.add_parser("requeue", help="requeue this Slurm job after a clean checkpoint (train rules)")
     rq.add_argument("--run-dir", required=True, type=Path)
     rq.add_argument("--exit-code", required=True, type=int)
+    rq.add_argument("--log", type=Path, help="the trainer's log: its last attempt is read for a clean stop")
     sub.add_parser("status-command", help="the status command the slurm profile should use here")
     args = p.parse_args(argv)
     if args.cmd == "requeue":
-        return 0 if requeue(args.run_dir, args.exit_code) else 1
+        text = args.log.read_text(errors="replace") if args.log and args.log.exists() else ""
+        attempt = text[text.rfind("== attempt"):] if "== attempt" in text else text
+        return 0 if requeue(args.run_dir, args.exit_code, attempt_log=attempt) else 1
     conf = cluster_config()
     print("none (no Slurm)" if conf is None else "sacct" if has_accounting(conf) else "squeue")
     return 0

@@ -248,3 +248,13 @@ def test_requeue_only_after_progress(tmp_path, monkeypatch):
 def test_profile_appends_slurm_logs():
     extra = PROFILE["default-resources"]["slurm_extra"]
     assert "--open-mode=append" in extra and "--signal=TERM@600" in extra
+
+
+def test_clean_stop_under_accelerate_is_read_from_the_log():
+    """Under `accelerate launch` the launcher exits 1 after its processes stopped on the signal: the trainer's
+    line in this attempt's log says the checkpoint was saved."""
+    from ilr import slurm
+
+    line = "[ilr train] stopped on SIGTERM after step 3; checkpoint saved, exiting 143 (the rerun resumes from it)"
+    assert slurm.stopped_cleanly(143) and slurm.stopped_cleanly(1, "...\n" + line + "\n")
+    assert not slurm.stopped_cleanly(1, "Traceback (most recent call last):") and not slurm.stopped_cleanly(0, line)

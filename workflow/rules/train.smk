@@ -48,7 +48,8 @@ _SIGNALS = ('if [ "{resources.gpu}" -gt 1 ]; then trap "" TERM INT USR1; '
 # The trainer runs in a subshell that execs it (so it, not a shell, is the process the signal reaches;
 # `|| rc=$?`: Snakemake's shell runs under `set -e`), while this shell waits with a trap (`:`; a trapped
 # signal does not stop a shell waiting for its child). After a clean checkpoint on a signal (exit 128 +
-# signal, ilr/train/preempt.py) inside a Slurm job, `python -m ilr.slurm requeue` puts the job back in the
+# signal, ilr/train/preempt.py; under accelerate the launcher's code after the trainer's "checkpoint saved"
+# line) inside a Slurm job, `python -m ilr.slurm requeue` puts the job back in the
 # queue when the checkpoint advanced (same job id, no Snakemake retry spent; docs/cluster.md "Preemption");
 # otherwise the job fails with the trainer's code.
 def _train_shell(extra=""):
@@ -56,8 +57,8 @@ def _train_shell(extra=""):
         "OMP_NUM_THREADS={threads} exec " + _LAUNCH + " -m ilr train --config {CFG} --method {wildcards.method} --group {params.group}"
         " --seed {wildcards.seed} --train {input.train}" + extra +
         " --out-dir {params.out_dir} >> {log} 2>&1 ) || rc=$?; cp {log} \"$d/train.log\"; "
-        "if [ $rc -ge 128 ] && [ -n \"${{SLURM_JOB_ID:-}}\" ]; then " + PY +
-        " -m ilr.slurm requeue --run-dir {params.out_dir} --exit-code $rc >> {log} 2>&1 || true; "
+        "if [ $rc -ne 0 ] && [ -n \"${{SLURM_JOB_ID:-}}\" ]; then " + PY +
+        " -m ilr.slurm requeue --run-dir {params.out_dir} --exit-code $rc --log {log} >> {log} 2>&1 || true; "
         "cp {log} \"$d/train.log\"; fi; exit $rc"
     )
 
