@@ -14,8 +14,9 @@
 #   slice's hash and the path, size and mtime of every input file).
 # - the log: every attempt of a run (a Snakemake retry, a Slurm requeue, a rerun after Ctrl-C) appends to it
 #   under an "== attempt" line, so "stopped on SIGTERM after step N" stays. Snakemake deletes a job's log
-#   before each attempt, so the run directory keeps the copy (`<run dir>/train.log`, written after each
-#   attempt) that the next attempt starts from; a run that starts afresh starts an empty log.
+#   before each attempt, so the run directory keeps a copy (`<run dir>/train.log`, written after each
+#   attempt) that the next attempt restores where the log is gone or shorter (a Slurm requeue keeps the
+#   log, which may end with lines written after the copy); a run that starts afresh starts an empty log.
 _RUN_DIR = (
     'd={params.out_dir}; mkdir -p "$(dirname "$d")"; exec 9<>"$d.lock"; '
     'if ! flock -n 9; then echo "$d: another trainer holds this run directory ($(cat "$d.lock")); '
@@ -24,7 +25,9 @@ _RUN_DIR = (
     's="{params.spec}:$(find {input} -type f -printf "%p %s %T@\\n" | LC_ALL=C sort | sha256sum | cut -c1-16)"; '
     'if [ -f "$d/.done" ] || {{ [ -f "$d/.spec" ] && [ "$(cat "$d/.spec")" != "$s" ]; }}; then rm -rf "$d"; fi; '
     'mkdir -p "$d" && echo "$s" > "$d/.spec"; '
-    'if [ -f "$d/train.log" ]; then cp "$d/train.log" {log}; else : > {log}; fi; '
+    'if [ ! -f "$d/train.log" ]; then : > {log}; '
+    'elif [ "$(stat -c %s {log} 2>/dev/null || echo 0)" -lt "$(stat -c %s "$d/train.log")" ]; then '
+    'cp "$d/train.log" {log}; fi; '
     'echo "== attempt $(date -Is) on $(hostname), Slurm job ${{SLURM_JOB_ID:-none}}" >> {log}; '
 )
 
