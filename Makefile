@@ -1,7 +1,9 @@
 # make demo          the whole study on the tiny default (config/config.yaml), CPU, minutes
 # make check-reference   compare the demo's tables and models with tests/reference (bit-identical on x86-64)
 # make seeds         the tiny study over seeds 0, 1, 2 (results/seeds): what the README's tiny claims rest on
-# make test          the test suite
+# make test          the test suite (without the tests marked `slurm`)
+# make test-slurm    a single-node Slurm cluster on this host (scripts/slurm-provision.sh: root, Debian), the tests
+#                    marked `slurm` (tests/test_slurm_cluster.py: the profile end to end), then the daemons it started stop
 # make dryrun-paper  the paper's study (config/paper.yaml, the slurm profile's) as a Slurm dry-run: lists every job
 # make clean         remove results/ and Snakemake's metadata
 # make push / pull   version the outputs with DVC (checkpoints, results) / restore them without rerunning
@@ -11,7 +13,7 @@ PY := $(VENV)/bin/python
 CORES ?= 2
 STAMP := $(VENV)/.ilr-installed
 
-.PHONY: demo check-reference seeds test dryrun-paper clean venv push pull
+.PHONY: demo check-reference seeds test test-slurm dryrun-paper clean venv push pull
 
 # DVC (dvc.yaml, .dvc/config): `make push` versions the study's outputs (RESULTS = the config's `results:`)
 # with .dvc pointers next to them and uploads the bytes to the DVC remote; commit the pointers with git.
@@ -48,7 +50,17 @@ seeds: $(STAMP)
 	source $(VENV)/bin/activate && snakemake --cores $(CORES) all --config 'seeds=[0, 1, 2]' results=results/seeds
 
 test: $(STAMP)
-	source $(VENV)/bin/activate && pytest -q
+	source $(VENV)/bin/activate && pytest -q -m "not slurm"
+
+# The daemons `up` started are listed in a temporary file and stopped on exit, also when the tests fail;
+# a cluster that was already running stays up. PYTHONPATH: the Slurm jobs import this checkout. The tests'
+# files: a directory of their own (kept when a test fails), not pytest's rotating /tmp/pytest-of-<user>.
+test-slurm: $(STAMP)
+	@started=$$(mktemp); tmp=$$(mktemp -d /tmp/ilr-test-slurm.XXXX); \
+	trap 'scripts/slurm-provision.sh down --started '"$$started"'; rm -f '"$$started" EXIT; \
+	scripts/slurm-provision.sh up --started "$$started" && \
+	source $(VENV)/bin/activate && PYTHONPATH=$(CURDIR) pytest -q -m slurm -rs --basetemp="$$tmp" \
+	  tests/test_slurm_cluster.py && rm -rf "$$tmp"
 
 dryrun-paper: $(STAMP)
 	source $(VENV)/bin/activate && snakemake --profile slurm -n all

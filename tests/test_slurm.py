@@ -185,3 +185,76 @@ def test_vllm_tensor_parallel_per_size(paper):
         assert args["tensor_parallel_size"] == gpus, model   # vLLM uses every GPU the job asked for
     assert engine_args("/ckpt", dict(gen, tensor_parallel_size=4), 0)["tensor_parallel_size"] == 4
     assert engine_args("/ckpt", dict(gen, tensor_parallel_size={"14b": 2}), 0, "7b")["tensor_parallel_size"] == 1
+
+
+# ---- ilr/slurm.py without a cluster: the status command on a cluster without accounting, the requeue decision
+
+def test_status_command_is_squeue_without_accounting():
+    from ilr import slurm
+
+    settings = SimpleNamespace(status_command="sacct", init_seconds_before_status_checks=40)
+    said = []
+    none = {"AccountingStorageType": "accounting_storage/none", "MinJobAge": "300 sec"}
+    assert slurm.adapt_status_command(settings, said.append, conf=none) == "squeue"
+    assert settings.status_command == "squeue" and "accounting" in said[0] and len(said) == 1
+    # accounting (slurmdbd): left as it is; no Slurm, or another executor: nothing to do
+    settings = SimpleNamespace(status_command="sacct", init_seconds_before_status_checks=40)
+    dbd = {"AccountingStorageType": "accounting_storage/slurmdbd", "MinJobAge": "300 sec"}
+    assert slurm.adapt_status_command(settings, said.append, conf=dbd) is None and settings.status_command == "sacct"
+    assert slurm.adapt_status_command(SimpleNamespace(), said.append, conf=none) is None
+    # squeue forgets finished jobs after MinJobAge: a short one is warned about
+    said.clear()
+    slurm.adapt_status_command(SimpleNamespace(status_command="squeue", init_seconds_before_status_checks=40),
+                               said.append, conf=dict(none, MinJobAge="60 sec"))
+    assert len(said) == 1 and "MinJobAge=60" in said[0]
+
+
+def test_requeue_only_after_progress(tmp_path, monkeypatch):
+    """A clean stop on a signal inside a Slurm job requeues it while the checkpoint advances; no progress, a
+    failure that is not a signal, or no Slurm: the job fails and Snakemake's retries apply."""
+    import signal
+
+    from ilr import slurm
+
+    calls = []
+    monkeypatch.setattr(slurm.subprocess, "run", lambda cmd, **kw: calls.append(cmd) or SimpleNamespace(returncode=0))
+    monkeypatch.setattr(slurm.signal, "signal", lambda *a: None)   # the test process keeps its handlers
+    run = tmp_path / "run"
+    for m in ("a", "b"):   # a group of two members, both at step 4, one also at 6
+        (run / m / "checkpoints" / "checkpoint-4").mkdir(parents=True)
+        (run / m / "checkpoints" / "checkpoint-4" / "trainer_state.json").write_text("{}")
+    (run / "b" / "checkpoints" / "checkpoint-6").mkdir()
+    (run / "b" / "checkpoints" / "checkpoint-6" / "trainer_state.json").write_text("{}")
+    env, log = {"SLURM_JOB_ID": "42"}, []
+    assert slurm.checkpoint_step(run) == 4
+    assert not slurm.requeue(run, 1, env, log.append)               # a failure, not a signal
+    assert not slurm.requeue(run, 128 + signal.SIGTERM, {}, log.append)   # not in Slurm
+    assert not calls
+    assert slurm.requeue(run, 128 + signal.SIGTERM, env, log.append)
+    assert calls == [["scontrol", "requeue", "42"]] and "job 42 requeued at step 4" in (run / ".requeued").read_text()
+    assert not slurm.requeue(run, 128 + signal.SIGTERM, env, log.append)   # signalled again before a new step
+    assert len(calls) == 1 and "no new checkpoint" in log[-1]
+    (run / "a" / "checkpoints" / "checkpoint-6").mkdir()
+    (run / "a" / "checkpoints" / "checkpoint-6" / "trainer_state.json").write_text("{}")
+    assert slurm.requeue(run, 128 + signal.SIGINT, env, log.append) and len(calls) == 2
+    monkeypatch.setattr(slurm.subprocess, "run", lambda cmd, **kw: SimpleNamespace(returncode=1, stderr="denied"))
+    (run / "a" / "checkpoints" / "checkpoint-8").mkdir()
+    (run / "a" / "checkpoints" / "checkpoint-8" / "trainer_state.json").write_text("{}")
+    (run / "b" / "checkpoints" / "checkpoint-8").mkdir()
+    (run / "b" / "checkpoints" / "checkpoint-8" / "trainer_state.json").write_text("{}")
+    assert not slurm.requeue(run, 128 + signal.SIGTERM, env, log.append) and "refused" in log[-1]
+
+
+def test_profile_appends_slurm_logs():
+    extra = PROFILE["default-resources"]["slurm_extra"]
+    assert "--open-mode=append" in extra and "--signal=TERM@600" in extra
+
+
+def test_clean_stop_under_accelerate_is_read_from_the_log():
+    """Under `accelerate launch` the launcher exits 1 after its processes stopped on the signal: the trainer's
+    line in this attempt's log says the checkpoint was saved."""
+    from ilr import slurm
+
+    line = "[ilr train] stopped on SIGTERM after step 3; checkpoint saved, exiting 143 (the rerun resumes from it)"
+    assert slurm.stopped_cleanly(143) and slurm.stopped_cleanly(1, "...\n" + line + "\n")
+    assert not slurm.stopped_cleanly(1, "Traceback (most recent call last):") and not slurm.stopped_cleanly(0, line)

@@ -22,6 +22,8 @@ os.environ["PYTHONPATH"] = REPO + (os.pathsep + os.environ["PYTHONPATH"] if os.e
 from ilr import config as ilrcfg  # noqa: E402
 from ilr import study as ilrstudy  # noqa: E402
 from ilr import trainers as ilrtrainers  # noqa: E402
+from ilr import slurm as ilrslurm  # noqa: E402
+from snakemake.logging import logger  # noqa: E402
 from ilr.report import registry as tables_registry  # noqa: E402
 from ilr.code_inputs import stage_code  # noqa: E402
 from ilr.io import sha256_json, sha256_text, write_once  # noqa: E402
@@ -75,8 +77,11 @@ else:
 
 # the workflow's one `onstart` handler (Snakemake keeps only the last one: extend this one, add no other);
 # it runs before the first job, not in a dry-run, not in a cluster job (`--no-hooks`)
+# On Slurm it also picks the executor's status command: squeue where the cluster has no accounting (sacct
+# answers nothing there and Snakemake would never see a job finish; ilr/slurm.py, docs/cluster.md).
 onstart:
     write_once(CFG, EFFECTIVE_TEXT)
+    ilrslurm.adapt_status_command(workflow.executor_settings, log=logger.info)
 
 
 PY = shlex.quote(sys.executable)

@@ -12,6 +12,11 @@
 #   trainer at the end) that runs again was forced (`--force`, `-R`) and starts from scratch, and so does
 #   a run whose config slice or inputs changed (data, gamma, D_q, base model, code: `.spec` holds the
 #   slice's hash and the path, size and mtime of every input file).
+# - the log: every attempt of a run (a Snakemake retry, a Slurm requeue, a rerun after Ctrl-C) appends to it
+#   under an "== attempt" line, so "stopped on SIGTERM after step N" stays. Snakemake deletes a job's log
+#   before each attempt, so the run directory keeps a copy (`<run dir>/train.log`, written after each
+#   attempt) that the next attempt restores where the log is gone or shorter (a Slurm requeue keeps the
+#   log, which may end with lines written after the copy); a run that starts afresh starts an empty log.
 _RUN_DIR = (
     'd={params.out_dir}; mkdir -p "$(dirname "$d")"; exec 9<>"$d.lock"; '
     'if ! flock -n 9; then echo "$d: another trainer holds this run directory ($(cat "$d.lock")); '
@@ -20,12 +25,16 @@ _RUN_DIR = (
     's="{params.spec}:$(find {input} -type f -printf "%p %s %T@\\n" | LC_ALL=C sort | sha256sum | cut -c1-16)"; '
     'if [ -f "$d/.done" ] || {{ [ -f "$d/.spec" ] && [ "$(cat "$d/.spec")" != "$s" ]; }}; then rm -rf "$d"; fi; '
     'mkdir -p "$d" && echo "$s" > "$d/.spec"; '
+    'if [ ! -f "$d/train.log" ]; then : > {log}; '
+    'elif [ "$(stat -c %s {log} 2>/dev/null || echo 0)" -lt "$(stat -c %s "$d/train.log")" ]; then '
+    'cp "$d/train.log" {log}; fi; '
+    'echo "== attempt $(date -Is) on $(hostname), Slurm job ${{SLURM_JOB_ID:-none}}" >> {log}; '
 )
 
 
 # The launcher, by the job's GPU count (config `resources:`): more than one GPU -> `accelerate launch` with
 # config/accelerate/<training.accelerate_config>.yaml and one process per GPU; else python.
-# `exec`: the trainer replaces the shell and gets Slurm's SIGTERM itself (ilr/train/preempt.py). Under
+# `exec`: the trainer replaces the subshell and gets Slurm's SIGTERM itself (ilr/train/preempt.py). Under
 # accelerate the launcher (torchrun's agent) ignores TERM, INT and USR1 (trap '' and
 # TORCHELASTIC_SIGNALS_TO_HANDLE): left to itself it would SIGKILL the training processes 30 s after a
 # signal, before they reach the end of their step and save; it exits when they do.
@@ -39,11 +48,21 @@ _SIGNALS = ('if [ "{resources.gpu}" -gt 1 ]; then trap "" TERM INT USR1; '
             'export TORCHELASTIC_SIGNALS_TO_HANDLE=SIGHUP,SIGQUIT; fi; ')
 
 
+# The trainer runs in a subshell that execs it (so it, not a shell, is the process the signal reaches;
+# `|| rc=$?`: Snakemake's shell runs under `set -e`), while this shell waits with a trap (`:`; a trapped
+# signal does not stop a shell waiting for its child). After a clean checkpoint on a signal (exit 128 +
+# signal, ilr/train/preempt.py; under accelerate the launcher's code after the trainer's "checkpoint saved"
+# line) inside a Slurm job, `python -m ilr.slurm requeue` puts the job back in the
+# queue when the checkpoint advanced (same job id, no Snakemake retry spent; docs/cluster.md "Preemption");
+# otherwise the job fails with the trainer's code.
 def _train_shell(extra=""):
-    return _RUN_DIR + _SIGNALS + (
+    return _RUN_DIR + "trap : TERM INT USR1; rc=0; ( " + _SIGNALS + (
         "OMP_NUM_THREADS={threads} exec " + _LAUNCH + " -m ilr train --config {CFG} --method {wildcards.method} --group {params.group}"
         " --seed {wildcards.seed} --train {input.train}" + extra +
-        " --out-dir {params.out_dir} > {log} 2>&1"
+        " --out-dir {params.out_dir} >> {log} 2>&1 ) || rc=$?; cp {log} \"$d/train.log\"; "
+        "if [ $rc -ne 0 ] && [ -n \"${{SLURM_JOB_ID:-}}\" ]; then " + PY +
+        " -m ilr.slurm requeue --run-dir {params.out_dir} --exit-code $rc --log {log} >> {log} 2>&1 || true; "
+        "cp {log} \"$d/train.log\"; fi; exit $rc"
     )
 
 
