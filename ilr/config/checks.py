@@ -19,10 +19,6 @@ HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 Check = Callable[[dict, Callable[[str, str], None]], None]
 
 
-def _is_built(config: dict, name: str) -> bool:
-    return "build" in config["models"][name]
-
-
 def check(config: dict, source: str = "<config>", extra: Iterable[Check] = ()) -> None:
     """Semantic checks a schema cannot express; then each of `extra` (the layers above: the tables' checks)."""
     def fail(key: str, msg: str):

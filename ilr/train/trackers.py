@@ -32,7 +32,6 @@ from pathlib import Path
 
 from ilr.train import dist
 
-INTEGRATIONS = ("tensorboard", "wandb", "trackio")   # the schema's enum of training.report_to
 TB_DIR = "tensorboard"                                # under a run directory
 
 
