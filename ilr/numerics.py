@@ -46,14 +46,24 @@ def pin(numerics: dict) -> None:
 
 def pin_from_argv(argv: list[str]) -> None:
     """`python -m ilr <stage> --config FILE ...`: pin the numerics that FILE asks for (no config: nothing)."""
+    numerics = requested(argv)
+    if numerics is not None:
+        pin(numerics)
+
+
+def requested(argv: list[str], cwd: str | None = None) -> dict | None:
+    """The `numerics:` of the config FILE in `--config FILE` (relative to `cwd`), or None (no such file or
+    section: the stage's own loading reports a broken file, with the line and key)."""
     if "--config" not in argv or argv.index("--config") + 1 >= len(argv):
-        return
+        return None
     import yaml
 
+    path = os.path.join(cwd or os.getcwd(), argv[argv.index("--config") + 1])
     try:
-        with open(argv[argv.index("--config") + 1], encoding="utf-8") as f:
+        with open(path, encoding="utf-8") as f:
             config = yaml.safe_load(f)
     except (OSError, yaml.YAMLError):
-        return   # the stage's own loading reports it, with the file, line and key
+        return None
     if isinstance(config, dict) and isinstance(config.get("numerics"), dict):
-        pin(config["numerics"])
+        return config["numerics"]
+    return None

@@ -23,6 +23,7 @@ from ilr import config as ilrcfg  # noqa: E402
 from ilr import study as ilrstudy  # noqa: E402
 from ilr import trainers as ilrtrainers  # noqa: E402
 from ilr import slurm as ilrslurm  # noqa: E402
+from ilr import warm as ilrwarm  # noqa: E402
 from snakemake.logging import logger  # noqa: E402
 from ilr.report import registry as tables_registry  # noqa: E402
 from ilr.code_inputs import stage_code  # noqa: E402
@@ -75,6 +76,11 @@ else:
     CFG = os.environ["ILR_EFFECTIVE_CONFIG"] = _planned
 
 
+# Jobs run on this machine start warm: forked from one process that imported torch, transformers and TRL once
+# (ilr/warm.py: an evaluation job 10.7 s -> 2.6 s; results byte-identical; ILR_WARM=0 turns it off). The
+# server lives from onstart to onsuccess/onerror (and exits with Snakemake if it is killed).
+_WARM = {}
+
 # the workflow's one `onstart` handler (Snakemake keeps only the last one: extend this one, add no other);
 # it runs before the first job, not in a dry-run, not in a cluster job (`--no-hooks`)
 # On Slurm it also picks the executor's status command: squeue where the cluster has no accounting (sacct
@@ -82,10 +88,23 @@ else:
 onstart:
     write_once(CFG, EFFECTIVE_TEXT)
     ilrslurm.adapt_status_command(workflow.executor_settings, log=logger.info)
+    if workflow.local_exec:
+        _WARM["server"] = ilrwarm.start(config["numerics"])
+
+
+onsuccess:
+    ilrwarm.stop(_WARM.pop("server", None))
+
+
+onerror:
+    ilrwarm.stop(_WARM.pop("server", None))
 
 
 PY = shlex.quote(sys.executable)
-ILR = f"{PY} -m ilr"
+# every rule's command: `python -m ilr.warm ilr ...` runs `python -m ilr ...`, forked from the warm server
+# where there is one, else exec'd as a plain process (a cluster job). One text whatever the executor: it is
+# Snakemake's `code` rerun trigger
+ILR = f"{PY} -m ilr.warm ilr"
 
 
 def alt(names):

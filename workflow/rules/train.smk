@@ -33,8 +33,10 @@ _RUN_DIR = (
 
 
 # The launcher, by the job's GPU count (config `resources:`): more than one GPU -> `accelerate launch` with
-# config/accelerate/<training.accelerate_config>.yaml and one process per GPU; else python.
-# `exec`: the trainer replaces the subshell and gets Slurm's SIGTERM itself (ilr/train/preempt.py). Under
+# config/accelerate/<training.accelerate_config>.yaml and one process per GPU; else python, through the warm
+# start (`python -m ilr.warm -m ilr train ...`: forked from the server where the jobs run locally, ilr/warm.py).
+# `exec`: the trainer (or the warm client, which forwards signals to it) replaces the subshell and gets
+# Slurm's SIGTERM itself (ilr/train/preempt.py). Under
 # accelerate the launcher (torchrun's agent) ignores TERM, INT and USR1 (trap '' and
 # TORCHELASTIC_SIGNALS_TO_HANDLE): left to itself it would SIGKILL the training processes 30 s after a
 # signal, before they reach the end of their step and save; it exits when they do.
@@ -42,7 +44,7 @@ _ACCELERATE = _rel_or_abs(os.path.join(REPO, "config", "accelerate", config["tra
 _LAUNCH = (
     '$(if [ "{resources.gpu}" -gt 1 ]; then echo ' + PY + " -m accelerate.commands.launch --config_file "
     + shlex.quote(_ACCELERATE) + ' --num_processes {resources.gpu} --main_process_port $(' + PY
-    + ' -m ilr.train.dist); else echo ' + PY + '; fi)'
+    + ' -m ilr.train.dist); else echo ' + PY + ' -m ilr.warm; fi)'
 )
 _SIGNALS = ('if [ "{resources.gpu}" -gt 1 ]; then trap "" TERM INT USR1; '
             'export TORCHELASTIC_SIGNALS_TO_HANDLE=SIGHUP,SIGQUIT; fi; ')
