@@ -64,13 +64,15 @@ def effect(rows: list[dict], pooled: bool, scale: str, keep_format: bool, weight
 
 def main() -> None:
     from ilr.io import read_jsonl
+    from ilr.layout import RunPaths
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", type=Path, help="ILR run directories (holding rollouts.jsonl)")
     ap.add_argument("--format", type=float, default=0.2, help="the format reward the runs were logged with")
     ap.add_argument("--eps", type=float, default=1e-6, help="calibration eps (training.calibration_eps)")
     a = ap.parse_args()
-    runs = {p: read_jsonl(p / "rollouts.jsonl") for p in a.runs if (p / "rollouts.jsonl").is_file()}
+    logs = {p: RunPaths(p).rollouts for p in a.runs}
+    runs = {p: read_jsonl(log) for p, log in logs.items() if log.is_file()}
     if not runs:
         sys.exit(f"no rollouts.jsonl under {[str(p) for p in a.runs]}")
     width = max(len(str(p)) for p in runs)

@@ -2,10 +2,15 @@
 
 The one home of the results layout: the Snakemake rules (workflow/rules/common.smk) and the stages that
 find files by name (the tables' EvalStore) both take their paths from here. Arguments may be Snakemake
-wildcard patterns ("{method}"): the methods only join strings.
+wildcard patterns ("{method}"): the methods only join strings. Inside one training run directory, what the
+trainers write and the curves, the tables and the Slurm requeue read: `RunPaths`.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
+
+FINAL, CHECKPOINTS = "final", "checkpoints"   # a trained model's directories (RunPaths)
 
 
 class Layout:
@@ -43,7 +48,10 @@ class Layout:
         return f"{self.root}/runs/{method}/{group}/seed{seed}"
 
     def final_dir(self, method: str, group: str, seed, model: str) -> str:
-        return f"{self.run_dir(method, group, seed)}/{model}/final"
+        return f"{self.run_dir(method, group, seed)}/{model}/{FINAL}"
+
+    def run_paths(self, method: str, group: str, seed) -> "RunPaths":
+        return RunPaths(self.run_dir(method, group, seed))
 
     # -- evaluation: eval/<method>/<group>/<model>/seed<S>/<benchmark>.json (base models: eval/base/none/...)
     def eval_dir(self, method: str, group: str, model: str, seed) -> str:
@@ -71,3 +79,69 @@ class Layout:
     @property
     def logs(self) -> str:
         return f"{self.root}/logs"
+
+
+class RunPaths:
+    """The files of one training directory, by name, so that the trainers that write them and the readers
+    (curves, the cooperation table, Slurm's requeue) agree. Two kinds of directory have this shape:
+
+    - a training job's `--out-dir` (Layout.run_dir: runs/<method>/<group>/seed<S>/): `.done` once finished,
+      training_curve.png, and for an ILR group the coordinator's rollouts.jsonl, metrics.jsonl and
+      tensorboard/; its trained models in `member(model)`;
+    - a trained model's directory (`<out-dir>/<model>/`: grpo, ppo and aipo's one model, each ILR member):
+      final/ (the model the evaluation reads), checkpoints/checkpoint-N/, rollouts.jsonl and metrics.jsonl
+      (grpo, ppo, aipo), trainer_log.jsonl (an ILR member's TRL log history), tensorboard/.
+    """
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def member(self, model: str) -> "RunPaths":
+        """The directory of one trained model of this run."""
+        return RunPaths(self.root / model)
+
+    def members(self) -> list["RunPaths"]:
+        """The trained models' directories present on disk (a final model or checkpoints), sorted by name."""
+        if not self.root.is_dir():
+            return []
+        dirs = sorted(self.root.iterdir())
+        return [RunPaths(p) for p in dirs if (p / FINAL).exists() or (p / CHECKPOINTS).exists()]
+
+    @property
+    def name(self) -> str:
+        return self.root.name
+
+    @property
+    def final(self) -> Path:
+        return self.root / FINAL
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / CHECKPOINTS
+
+    def checkpoint(self, step: int) -> Path:
+        return self.checkpoints / f"checkpoint-{step}"
+
+    @property
+    def rollouts(self) -> Path:
+        return self.root / "rollouts.jsonl"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.jsonl"
+
+    @property
+    def trainer_log(self) -> Path:
+        return self.root / "trainer_log.jsonl"
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.root / "tensorboard"
+
+    @property
+    def curve(self) -> Path:
+        return self.root / "training_curve.png"
+
+    @property
+    def done(self) -> Path:
+        return self.root / ".done"

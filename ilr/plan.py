@@ -102,6 +102,7 @@ def _count_params(path: str) -> float:
 def _accelerate(config: dict) -> dict:
     from ilr.config import REPO
 
+    # the study's, not a run's (TrainingArgs): train.smk launches every training job with training:'s
     name = config["training"]["accelerate_config"]
     return yaml.safe_load((REPO / "config" / "accelerate" / f"{name}.yaml").read_text(encoding="utf-8"))
 
@@ -154,15 +155,15 @@ def training_need(config: dict, run: str, models: list[Model], sizes: list[str],
     ppo = spec.memory == "actor_critic"   # the critic: a second backbone; transformers generation
     trained = sum(m.params for m in models) * (2 if ppo else 1)
     state = per_param * trained / (N if sharded else 1)
-    ref = 2 * sum(m.params for m in models) / (N if sharded else 1) if args["beta"] > 0 else 0.0
-    stages = len(args["train_stages"]) if spec.memory == "trl_stages" else 1
-    b = args["questions_per_step"] / N * args["num_generations"] * stages
+    ref = 2 * sum(m.params for m in models) / (N if sharded else 1) if args.beta > 0 else 0.0
+    stages = len(args.train_stages) if spec.memory == "trl_stages" else 1
+    b = args.questions_per_step / N * args.num_generations * stages
     if ppo:
-        b = min(b, args.get("micro_batch_size", 8))
+        b = min(b, args.micro_batch_size)
     from ilr.config.budget import run_tokens
 
-    T, C = run_tokens(config, run), args["max_new_tokens"]
-    per_token = 2 if args["gradient_checkpointing"] else 34
+    T, C = run_tokens(config, run), args.max_new_tokens
+    per_token = 2 if args.gradient_checkpointing else 34
     activations = max(b * T * m.hidden * m.layers * per_token + b * C * m.vocab * 6 for m in models)
     if ppo:   # the critic's backbone runs beside the actor's
         activations += max(b * T * m.hidden * m.layers * per_token for m in models)
@@ -173,7 +174,7 @@ def training_need(config: dict, run: str, models: list[Model], sizes: list[str],
         if tp > N:
             return float("inf"), f"vLLM tensor_parallel_size {tp} > the job's {N} process(es)", 0.0
     else:
-        q = args["questions_per_step"] / N * args["num_generations"]
+        q = args.questions_per_step / N * args.num_generations
         generation = max(2 * m.params + kv_cache(m, q, T) for m in models)
         engine = "transformers"
     helper, loaded = 0.0, [m.params for m in models]

@@ -30,6 +30,8 @@ import sys
 import time
 from pathlib import Path
 
+from ilr.layout import RunPaths
+
 PREEMPT_CODES = {128 + 15, 128 + 10, 128 + 2}   # SIGTERM, SIGUSR1, SIGINT: ilr/train/preempt.py's clean exits
 # what ilr/train/preempt.py's Interrupted prints; under `accelerate launch` the launcher exits 1, not 128 + signal
 CLEAN_STOP = re.compile(r"stopped on SIG\w+ after step \d+; checkpoint saved")
@@ -90,8 +92,8 @@ def checkpoint_step(run_dir: Path) -> int | None:
     """The step every model of the run has a complete checkpoint of (the members of a group stop together);
     None where a model has none."""
     steps = []
-    for ckpts in sorted(run_dir.glob("*/checkpoints")):
-        done = [int(p.parent.name.split("-")[1]) for p in ckpts.glob("checkpoint-*/trainer_state.json")]
+    for model in (m for m in RunPaths(run_dir).members() if m.checkpoints.is_dir()):
+        done = [int(p.parent.name.split("-")[1]) for p in model.checkpoints.glob("checkpoint-*/trainer_state.json")]
         if not done:
             return None
         steps.append(max(done))

@@ -61,7 +61,7 @@ def method(**over) -> dict:
     return m
 
 
-ARGS = {"num_generations": 2, "max_new_tokens": 160, "temperature": 1.0, "reward_format": 0.0}
+ARGS = cfg.args_class("aipo")(num_generations=2, max_new_tokens=160, temperature=1.0, reward_format=0.0)
 Q_CALLS = {"id": "q0", "kind": "math", "question": "3+4-2", "answer": "5"}
 Q_OTHER = {"id": "q1", "kind": "math", "question": "3+4", "answer": "7"}
 
@@ -115,8 +115,8 @@ def test_request_trigger_consults_inserts_guidance_and_strips_it():
     # the policy's token budget counts its own tokens (calls included), not the agents'
     continuation = policy.calls[1]
     first_call = '3+4=7,<consult agent="verify">is 7 right?</consult>'
-    assert continuation["max_new_tokens"] == ARGS["max_new_tokens"] - len(first_call)
-    assert r.policy_tokens() <= ARGS["max_new_tokens"]
+    assert continuation["max_new_tokens"] == ARGS.max_new_tokens - len(first_call)
+    assert r.policy_tokens() <= ARGS.max_new_tokens
     # the prompt every rollout is sampled and trained under, stripped or not: consult_request.txt, the one that
     # describes the agents (the paper set's differs from its solve prompt; the tiny set's is the solve prompt)
     from ilr.prompts import encode_prompt, load
@@ -164,7 +164,7 @@ def test_stuck_trigger_continues_the_first_rollout_after_guidance():
     assert c.agent == AGENTS[4 % 3] and c.request is None and c.call_ids == []   # agents in turn by position
     assert helper.calls[0]["prompts"] == [PROMPTS.agent(c.agent, Q_OTHER, builder.tokenizer.decode(prefix), None)]
     cont = policy.calls[1]
-    assert cont["n"] == ARGS["num_generations"] and cont["max_new_tokens"] == ARGS["max_new_tokens"] - len(prefix)
+    assert cont["n"] == ARGS.num_generations and cont["max_new_tokens"] == ARGS.max_new_tokens - len(prefix)
     assert cont["prompts"][0].endswith(PROMPTS.guidance(c.guidance))
     assert all(not r.consults for r in groups[1])
 
@@ -203,7 +203,7 @@ def test_finish_weights_each_post_guidance_token_clips_and_logs(tmp_path):
     builder, policy, _ = builder_for(m)
     tok = builder.tokenizer
     schedule = [Q_CALLS, Q_OTHER]
-    seam = Seam(m, {**ARGS, "questions_per_step": 2}, 0, schedule, tmp_path, builder, use_vllm=False)
+    seam = Seam(m, ARGS.replace(questions_per_step=2), 0, schedule, tmp_path, builder, use_vllm=False)
     groups, seam.notes = builder.build(schedule, [0, 1], policy)
     seam.records, seam.batch = schedule, [r for g in groups for r in g]
     pad = tok.pad_token_id

@@ -234,9 +234,10 @@ def test_ppo_defaults_come_from_the_schema():
     assert (bare["critic_learning_rate"], bare["ppo_epochs"], bare["num_mini_batches"],
             bare["value_warmup_steps"]) == (None, 1, 1, 0)
     args = cfg.training_args(c, "ppo")
-    assert args["micro_batch_size"] == 8 and args["steps"] == c["training"]["steps"]
+    assert args.micro_batch_size == 8 and args.steps == c["training"]["steps"]
     # the other trainers get none of them
-    assert not set(declared) & set(cfg.training_args(c, "grpo")) and not set(declared) & set(c["methods"]["ilr"])
+    assert not set(declared) & set(cfg.training_args(c, "grpo").as_dict())
+    assert not set(declared) & set(c["methods"]["ilr"])
 
 
 def test_a_method_never_gets_a_training_default():
@@ -247,9 +248,44 @@ def test_a_method_never_gets_a_training_default():
     c["methods"]["grpo"] = {"trainer": "grpo"}
     c = study.validate(c)
     assert set(c["methods"]["grpo"]) == {"trainer"}
-    assert cfg.training_args(c, "grpo")["scale_rewards"] == "none"
+    assert cfg.training_args(c, "grpo").scale_rewards == "none"
     for trainer in ("grpo", "ppo", "ilr"):
         assert not set(cfg.trainer_keys(trainer)) & set(cfg.training_keys())
+
+
+def test_training_args_are_a_typed_object_made_from_the_schema():
+    """What a trainer reads (ilr/config/args.py): attributes typed and defaulted by the schema alone, frozen,
+    errors that name the key, and as_dict() the very merge that the training job's rerun trigger hashes."""
+    import dataclasses
+    import pickle
+
+    c = study.validate(tiny())
+    for run in cfg.run_names(c):
+        m, args = cfg.method_config(c, run), cfg.training_args(c, run)
+        merged = {**c["training"], **{k: v for k, v in m.items() if k not in ("groups", "name", "base_method")}}
+        assert args.as_dict() == merged and args.trainer == m["trainer"], run
+    args = cfg.training_args(c, "ppo")
+    assert (args.beta, args.vf_coef) == (c["training"]["beta"], c["methods"]["ppo"]["vf_coef"])
+    assert args.train_stages == tuple(c["training"]["train_stages"])   # lists frozen as tuples
+    assert pickle.loads(pickle.dumps(args)) == args and args.replace(beta=0.5).beta == 0.5
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        args.beta = 0.5
+    with pytest.raises(AttributeError, match="'betta' is no training argument of a ppo method.*'beta'"):
+        args.betta
+    assert not hasattr(cfg.training_args(c, "grpo"), "vf_coef")   # each trainer's own keys only
+    # the defaults are the schema's, declared nowhere else; a key without one is unset until given
+    schema = yaml.safe_load(cfg.SCHEMA.read_text())["properties"]["training"]["properties"]
+    fields = {f.name: f for f in dataclasses.fields(cfg.args_class("grpo"))}
+    assert list(fields) == cfg.training_keys() + ["trainer"]
+    for key, prop in schema.items():
+        f = fields[key]
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        assert default == prop["default"] if "default" in prop else default is not prop.get("default"), key
+        assert f.metadata["schema"]
+    bare = cfg.args_class("grpo")(steps=3)
+    assert bare.scale_rewards == "group" and "save_steps" not in bare.as_dict()
+    with pytest.raises(AttributeError, match="'save_steps' is not set"):
+        bare.save_steps
 
 
 def test_generated_source_params_match_the_generator():

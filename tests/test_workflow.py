@@ -314,4 +314,4 @@ def test_run_names_roundtrip():
         m = cfg.method_config(c, run)
         assert isinstance(m["p"], float) and run.endswith(cfg.format_p(m["p"]))
     args = cfg.training_args(c, "ppo")
-    assert args["vf_coef"] == 0.5 and args["steps"] == c["training"]["steps"] and args["trainer"] == "ppo"
+    assert args.vf_coef == 0.5 and args.steps == c["training"]["steps"] and args.trainer == "ppo"

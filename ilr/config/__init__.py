@@ -12,6 +12,7 @@ This package imports nothing above it. The checks of the layers above (each tabl
 through `checks=`: `ilr.study.load` / `validate` / `load_merged` are these with the tables' checks, the
 validation a run does (the Snakefile, `check-config`); a stage reads the effective config the Snakefile
 validated with `ilr.config.load`. Run names and what a run reads (`method_config`, `training_args`): ilr/config/runs.py;
+a run's training arguments as a typed object made from the schema (`TrainingArgs`): ilr/config/args.py;
 the study's plan (evaluation cells, training jobs, stage slices, resources): ilr/study.py.
 """
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 import os
 from typing import Any, Iterable
 
+from ilr.config.args import TrainingArgs, args_class
 from ilr.config.checks import HUB_ID, Check, check
 from ilr.config.loading import (ConfigError, YamlLoader, dump_yaml, key_path, load_yaml, merge, parse_overrides,
                                 parse_yaml)
@@ -30,10 +32,10 @@ from ilr.config.schema import (REPO, SCHEMA, fill_defaults, method_schema, schem
                                trainer_names, training_keys)
 
 __all__ = [
-    "BASE", "BASE_GROUP", "HUB_ID", "METHOD_KEYS", "REPO", "SCHEMA", "Check", "ConfigError", "YamlLoader",
-    "base_seed", "check", "dump_yaml", "fill_defaults", "format_p", "is_group_run", "key_path", "load",
-    "load_merged", "load_yaml", "merge", "method_config", "method_of_run", "method_runs", "method_schema",
-    "multi_agent_jobs", "pair_name", "parse_overrides", "parse_yaml", "row_seeds", "run_names",
+    "BASE", "BASE_GROUP", "HUB_ID", "METHOD_KEYS", "REPO", "SCHEMA", "Check", "ConfigError", "TrainingArgs",
+    "YamlLoader", "args_class", "base_seed", "check", "dump_yaml", "fill_defaults", "format_p", "is_group_run",
+    "key_path", "load", "load_merged", "load_yaml", "merge", "method_config", "method_of_run", "method_runs",
+    "method_schema", "multi_agent_jobs", "pair_name", "parse_overrides", "parse_yaml", "row_seeds", "run_names",
     "schema_validate", "trained_names", "trainer_keys", "trainer_names", "training_args", "training_keys",
     "validate",
 ]

@@ -138,7 +138,7 @@ def stages(config: dict) -> list[Stage]:
                           "rate_difficulty" if df["method"] == "self_rank" else None))
     out.append(b.solo("evaluation", "evaluation.max_new_tokens", ev["max_new_tokens"]))
     for name, m in config["methods"].items():
-        C = cfg.training_args(config, cfg.method_runs(config, name)[0])["max_new_tokens"]
+        C = cfg.training_args(config, cfg.method_runs(config, name)[0]).max_new_tokens
         where = f"methods.{name}"
         key = f"{where}.max_new_tokens" if "max_new_tokens" in m else "training.max_new_tokens"
         if m["trainer"] == "aipo":

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from ilr.config.loading import ConfigError
-from ilr.config.runs import run_names, training_args
+from ilr.config.runs import method_runs, run_names, training_args
 from ilr.trainers import TRAINERS
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -75,11 +75,11 @@ def check(config: dict, source: str = "<config>", extra: Iterable[Check] = ()) -
                 fail(f"{key}.is_clip", f"expected [lower, upper] with lower <= upper, got {m['is_clip']}")
         if trainer == "ppo":
             a = training_args(config, name)
-            if a["questions_per_step"] * a["num_generations"] % a["num_mini_batches"]:
-                fail(f"{key}.num_mini_batches", f"{a['num_mini_batches']} does not divide the step's "
-                     f"questions_per_step x num_generations = {a['questions_per_step'] * a['num_generations']} "
+            if a.questions_per_step * a.num_generations % a.num_mini_batches:
+                fail(f"{key}.num_mini_batches", f"{a.num_mini_batches} does not divide the step's "
+                     f"questions_per_step x num_generations = {a.questions_per_step * a.num_generations} "
                      "sequences (nor, then, each process's share)")
-        report_to = m.get("report_to", config["training"].get("report_to")) or []   # (none: nothing)
+        report_to = training_args(config, method_runs(config, name)[0]).report_to   # the method's, else training:'s
         unsupported = [x for x in ([] if report_to == "none" else report_to) if x not in TRAINERS[trainer].report_to]
         if unsupported:   # ilr/train/trackers.py: wandb and trackio keep one run per process
             fail(f"{key}.report_to" if "report_to" in m else "training.report_to",

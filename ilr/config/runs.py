@@ -4,13 +4,15 @@ the tables need, is ilr/study.py).
 A method of `methods:` whose `p` is a list (the cooperation-ratio sweep) expands into one run per value:
 `ilr_ratio` with p [0.0, 0.2] -> `ilr_ratio_p0.0`, `ilr_ratio_p0.2`; every other method is one run named
 after itself. `method_config(config, run)` inverts this (p becomes a scalar); `training_args` is the
-`training:` section with the run's method keys over it (what the trainer reads).
+`training:` section with the run's method keys over it, a typed `TrainingArgs` (ilr/config/args.py): what
+the trainer reads.
 """
 
 from __future__ import annotations
 
 import copy
 
+from ilr.config.args import TrainingArgs, merged_args
 from ilr.trainers import trainer
 
 BASE = "base"
@@ -53,12 +55,10 @@ def method_config(config: dict, run: str) -> dict:
     return m
 
 
-def training_args(config: dict, method: str | dict) -> dict:
-    """`training:` defaults merged with the method's keys (a run name or a method_config dict)."""
-    m = method_config(config, method) if isinstance(method, str) else method
-    args = copy.deepcopy(config["training"])
-    args.update({k: copy.deepcopy(v) for k, v in m.items() if k not in ("groups", "name", "base_method")})
-    return args
+def training_args(config: dict, method: str | dict) -> TrainingArgs:
+    """What a run trains with: `training:` with the method's keys over it (a run name or a method_config
+    dict), as its trainer's typed, frozen args (ilr/config/args.py): `args.beta`, `args.as_dict()`."""
+    return merged_args(config["training"], method_config(config, method) if isinstance(method, str) else method)
 
 
 def is_group_run(config: dict, run: str) -> bool:

@@ -64,7 +64,7 @@ def build(config: dict, sources, built: dict) -> list[dict]:
     rows = solo.build(config, sources.evals, "coop_ratio", eval_rows(config))
     layout = Layout(str(sources.evals.eval_dir.parent))   # the results root (EvalStore reads <root>/eval)
     for r in rows:
-        logs = [Path(layout.run_dir(r["method"], r["group"], s)) / "rollouts.jsonl" for s in r["seeds"]]
+        logs = [layout.run_paths(r["method"], r["group"], s).rollouts for s in r["seeds"]]
         r["cooperation"], r["rollouts_missing"] = cooperation_share(logs, r["model"])
     return rows
 

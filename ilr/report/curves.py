@@ -1,4 +1,5 @@
-"""Training curves: one PNG per training run, from the per-step metrics every trainer writes.
+"""Training curves: one PNG per training run, from the per-step metrics every trainer writes (the files'
+names: ilr/layout.py RunPaths).
 
 - grpo: `<model>/metrics.jsonl` (TRL's log history: reward, kl, completion length per step)
 - ppo:  `<model>/metrics.jsonl` (reward_mean, kl, completion_length per step)
@@ -13,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ilr.io import atomic_path, read_jsonl
+from ilr.layout import RunPaths
 
 
 def _series(rows: list[dict], key: str) -> tuple[list[int], list[float]]:
@@ -20,23 +22,25 @@ def _series(rows: list[dict], key: str) -> tuple[list[int], list[float]]:
     return [p[0] for p in pts], [float(p[1]) for p in pts]
 
 
+def _rows(log: Path) -> list[dict]:
+    return read_jsonl(log) if log.exists() else []
+
+
 def load_curves(run_dir: str | Path) -> dict[str, dict[str, tuple[list, list]]]:
     """panel -> label -> (steps, values)."""
-    run_dir = Path(run_dir)
+    run = RunPaths(run_dir)
     panels: dict[str, dict] = {"reward": {}, "KL": {}, "completion length": {}, "cooperation fraction": {}}
-    group_log = run_dir / "metrics.jsonl"
-    group = read_jsonl(group_log) if group_log.exists() else []
-    for model_dir in sorted(p for p in run_dir.iterdir() if (p / "final").exists() or (p / "checkpoints").exists()):
-        n = model_dir.name
+    group = _rows(run.metrics)
+    for model in run.members():
+        n = model.name
         if group:  # ILR family
             panels["reward"][n] = _series(group, f"{n}/reward")
             if any(f"{n}/calibrated_reward" in r for r in group):
                 panels["reward"][f"{n} (calibrated)"] = _series(group, f"{n}/calibrated_reward")
-            log = model_dir / "trainer_log.jsonl"
-            rows = read_jsonl(log) if log.exists() else []
+            rows = _rows(model.trainer_log)
             length = "completions/mean_length"
         else:
-            rows = read_jsonl(model_dir / "metrics.jsonl") if (model_dir / "metrics.jsonl").exists() else []
+            rows = _rows(model.metrics)
             reward = "reward_mean" if any("reward_mean" in r for r in rows) else "reward"
             panels["reward"][n] = _series(rows, reward)
             length = "completion_length" if any("completion_length" in r for r in rows) else "completions/mean_length"
@@ -52,11 +56,10 @@ def plot_training_curve(run_dir: str | Path, out: str | Path | None = None, titl
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    run_dir = Path(run_dir)
     panels = load_curves(run_dir)
     if not panels:
         return None
-    out = Path(out) if out else run_dir / "training_curve.png"
+    out = Path(out) if out else RunPaths(run_dir).curve
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), dpi=110, squeeze=False)
     for ax, (panel, series) in zip(axes[0], panels.items()):
         for label, (x, y) in series.items():

@@ -216,7 +216,7 @@ ESTIMATOR_KEYS = ("reward_format", "advantages", "scale_rewards")   # what every
 def estimator_of(config: dict, method: str) -> tuple:
     """The reward and advantage estimator a method trains with (its effective training keys)."""
     args = cfg.training_args(config, method)
-    return tuple(args[k] for k in ESTIMATOR_KEYS)
+    return tuple(getattr(args, k) for k in ESTIMATOR_KEYS)
 
 
 def describe_estimator(estimator: tuple) -> str:

@@ -22,12 +22,12 @@ NOT_TRAINING_INPUTS = ("report_to",)   # training args left out of the rerun tri
 
 def config_slice(config: dict, method: str, group: str, seed=None) -> dict:
     """The config one training job reads (Snakemake's rerun trigger, ilr.study.stage_spec): the method's
-    training args (the `training:` defaults + its keys, p a scalar; not NOT_TRAINING_INPUTS), the trained
+    training args (TrainingArgs.as_dict(): `training:` + its keys, p a scalar; not NOT_TRAINING_INPUTS), the trained
     models' paths (and AIPO's helper's), the interaction settings and members of a group run."""
     from ilr import config as cfg
 
     # report_to only says where the curves go (ilr/train/trackers.py), not what is trained: a change reruns nothing
-    args = {k: v for k, v in cfg.training_args(config, method).items() if k not in NOT_TRAINING_INPUTS}
+    args = {k: v for k, v in cfg.training_args(config, method).as_dict().items() if k not in NOT_TRAINING_INPUTS}
     spec = {"training": args, "prompts": config["prompts"],
             "data": config["data"]["train"],
             "models": {n: config["models"][n]["path"] for n in cfg.trained_names(config, method, group)},
@@ -72,11 +72,10 @@ def main(args: argparse.Namespace) -> int:
         print(f"[ilr train] {e}", file=sys.stderr, flush=True)
         return e.exit_code
     if dist.is_main():
-        from pathlib import Path
-
+        from ilr.layout import RunPaths
         from ilr.report.curves import plot_training_curve
 
         plot_training_curve(args.out_dir, title=f"{args.method} / {args.group} / seed {args.seed}")
         # finished: running this job again means retraining (a forced rerun), not resuming (train.smk)
-        Path(args.out_dir, ".done").write_text("finished\n")
+        RunPaths(args.out_dir).done.write_text("finished\n")
     return 0

@@ -54,7 +54,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from ilr.config import TrainingArgs
 from ilr.io import read_jsonl
+from ilr.layout import RunPaths
 from ilr.train import dist, preempt
 from ilr.train.aipo_rollout import AGENTS, Agents, Rollout, RolloutBuilder, load_helper
 from ilr.train.common import (check_handed, grpo_trainer, load_for_training, model_grpo_config, question_schedule,
@@ -68,7 +70,7 @@ class Seam:
     """What AIPO adds to TRL's GRPOTrainer: the rollout (rollout_func) and, once TRL has scored it, the
     importance weights, the rollout log and the metrics (`finish`)."""
 
-    def __init__(self, method: dict, args: dict, seed: int, schedule: list[dict], run_dir: Path, builder,
+    def __init__(self, method: dict, args: TrainingArgs, seed: int, schedule: list[dict], run_dir: Path, builder,
                  use_vllm: bool):
         self.method, self.args, self.seed, self.schedule = method, args, seed, schedule
         self.run_dir, self.builder, self.use_vllm = run_dir, builder, use_vllm
@@ -78,7 +80,7 @@ class Seam:
 
     def my_questions(self, step: int) -> tuple[list[dict], list[int]]:
         """This process's questions of the step and their positions in the schedule."""
-        n = self.args["questions_per_step"]
+        n = self.args.questions_per_step
         positions = dist.my_slice(list(range(step * n, (step + 1) * n)))
         return [self.schedule[i] for i in positions], positions
 
@@ -88,7 +90,7 @@ class Seam:
         step = trainer.state.global_step                     # the update this rollout feeds is step + 1
         records, positions = self.my_questions(step)
         check_handed("aipo", step, prompts, [trl_prompt(trainer.processing_class, self.builder.prompt_text(r))
-                                             for r in records], self.args["num_generations"])
+                                             for r in records], self.args.num_generations)
         seed_rollout(self.seed, "aipo-rollout", step)
         groups, self.notes = self.builder.build(records, positions, rollout_engine(trainer, self.use_vllm))
         self.records = records
@@ -110,7 +112,7 @@ class Seam:
                                                                                 dtype=torch.float32)
         step = trainer.state.global_step + 1
         rows = [row for share in dist.gather(self.log_rows(step, stats)) for row in share]
-        write_log(self.run_dir / "rollouts.jsonl", rows)
+        write_log(RunPaths(self.run_dir).rollouts, rows)
         # the tokens generated this step, every process's: the cost side of the consultations
         policy, helper = dist.sum_all([self.builder.generated, self.builder.agents.generated])
         self.builder.generated = self.builder.agents.generated = 0
@@ -154,7 +156,7 @@ class Seam:
         return w, stats
 
     def log_rows(self, step: int, stats: list) -> list[dict]:
-        G = self.args["num_generations"]
+        G = self.args.num_generations
         rows = []
         for q, (record, note) in enumerate(zip(self.records, self.notes)):
             rollouts = []
@@ -228,7 +230,8 @@ def train_aipo(config: dict, method_name: str, model_name: str, seed: int, train
 
     method = cfg.method_config(config, method_name)
     args = cfg.training_args(config, method_name)
-    run_dir = Path(out_dir) / model_name
+    paths = RunPaths(out_dir).member(model_name)
+    run_dir = paths.root
     run_dir.mkdir(parents=True, exist_ok=True)
     prompts = load_prompts(config["prompts"])
     # the helper before the GRPOConfig: under DeepSpeed ZeRO-3 the config makes from_pretrained shard what it
@@ -239,13 +242,13 @@ def train_aipo(config: dict, method_name: str, model_name: str, seed: int, train
     model, tokenizer = load_for_training(config["models"][model_name]["path"])
     agents = Agents(helper, prompts, method["helper_temperature"], method["guidance_max_new_tokens"])
     builder = RolloutBuilder(method, args, prompts, tokenizer, agents)
-    schedule = question_schedule(train_path, args["steps"], args["questions_per_step"], seed)
+    schedule = question_schedule(train_path, args.steps, args.questions_per_step, seed)
     seam = Seam(method, args, seed, schedule, run_dir, builder, trl_args.use_vllm)
     dataset = records_dataset(schedule, lambda r: trl_prompt(tokenizer, builder.prompt_text(r)))
     trainer = grpo_trainer(trainer_class(), model, tokenizer, dataset, rollout_reward("aipo_reward"), trl_args,
                            preempt.stop_callback(), rollout_func=seam.rollout_func)
     trainer.seam = seam
-    train_and_save(trainer, run_dir, args["steps"], summary=lambda: consult_summary(run_dir / "rollouts.jsonl"))
+    train_and_save(trainer, run_dir, args.steps, summary=lambda: consult_summary(paths.rollouts))
 
 
 def consult_summary(rollouts: Path) -> dict:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from ilr.config import TrainingArgs
 from ilr.train import dist
 from ilr.train.common import rule_reward
 
@@ -173,10 +174,10 @@ def load_helper(config: dict, method: dict):
 class RolloutBuilder:
     """G rollouts per question with their consultations (`aipo.trigger`), from token-id engines."""
 
-    def __init__(self, method: dict, args: dict, prompts, tokenizer, agents: Agents):
+    def __init__(self, method: dict, args: TrainingArgs, prompts, tokenizer, agents: Agents):
         self.method, self.prompts, self.tokenizer, self.agents = method, prompts, tokenizer, agents
-        self.G, self.C, self.T = args["num_generations"], args["max_new_tokens"], args["temperature"]
-        self.format_weight = args["reward_format"]   # the study's reward (ilr.train.common.rule_reward)
+        self.G, self.C, self.T = args.num_generations, args.max_new_tokens, args.temperature
+        self.format_weight = args.reward_format   # the study's reward (ilr.train.common.rule_reward)
         self.allowed = tuple(method["agents"])
         self.generated = 0      # tokens the policy generated (this process, since the last reset), discarded ones too
 

@@ -15,7 +15,9 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
+from ilr.config import TrainingArgs
 from ilr.io import append_jsonl, read_jsonl, write_jsonl
+from ilr.layout import RunPaths
 from ilr.seeding import stable_seed
 from ilr.train import dist
 
@@ -81,8 +83,8 @@ def mixed_precision() -> str:
 
 # ------------------------------------------------------------------------------------- TRL trainers
 
-def grpo_config(args: dict, seed: int, output_dir: Path, rows_per_question: int = 1, **overrides):
-    """TRL's GRPOConfig from a method's merged training args (config `training:` + `methods.<m>:`).
+def grpo_config(args: TrainingArgs, seed: int, output_dir: Path, rows_per_question: int = 1, **overrides):
+    """TRL's GRPOConfig from a method's training args (config `training:` + `methods.<m>:`, ilr/config/args.py).
 
     The per-process batch is this process's share of the step's completions (`rows_per_question` rows of
     G completions per question: 2 for ILR's [sharing, fusion]), so that N processes train the step's
@@ -91,25 +93,25 @@ def grpo_config(args: dict, seed: int, output_dir: Path, rows_per_question: int 
     import torch
     from trl import GRPOConfig
 
-    G = args["num_generations"]
+    G = args.num_generations
     kwargs = dict(
         output_dir=str(output_dir),
-        max_steps=args["steps"],
-        per_device_train_batch_size=dist.per_process(args["questions_per_step"]) * rows_per_question * G,
+        max_steps=args.steps,
+        per_device_train_batch_size=dist.per_process(args.questions_per_step) * rows_per_question * G,
         gradient_accumulation_steps=1,
         num_generations=G,
-        learning_rate=args["learning_rate"],
+        learning_rate=args.learning_rate,
         lr_scheduler_type="constant",
-        beta=args["beta"],
-        epsilon=args["epsilon"],
-        loss_type=args["loss_type"],
-        scale_rewards=args["scale_rewards"],
-        temperature=args["temperature"],
+        beta=args.beta,
+        epsilon=args.epsilon,
+        loss_type=args.loss_type,
+        scale_rewards=args.scale_rewards,
+        temperature=args.temperature,
         top_k=0,
-        max_completion_length=args["max_new_tokens"],
+        max_completion_length=args.max_new_tokens,
         shuffle_dataset=False,          # the order is question_schedule's, the same for every method
         save_strategy="steps",
-        save_steps=args["save_steps"],
+        save_steps=args.save_steps,
         logging_steps=1,
         report_to=[],                   # a run's own: model_grpo_config (config training.report_to)
         seed=seed,
@@ -166,8 +168,8 @@ def rollout_reward(key: str):
 
 # ------------------------------------------------------------------ one TRL run (grpo, aipo, each ILR member)
 
-def model_grpo_config(config: dict, args: dict, seed: int, model_name: str, run_dir: Path, **overrides):
-    """The GRPOConfig of one trained model: the method's args, checkpoints under `run_dir`, its curves
+def model_grpo_config(config: dict, args: TrainingArgs, seed: int, model_name: str, run_dir: Path, **overrides):
+    """The GRPOConfig of one trained model: the method's args, checkpoints in `run_dir`'s (RunPaths), its curves
     (training.report_to: ilr/train/trackers.py), and vLLM's colocated engine when `generation.engine` is vllm.
     Build it before loading the model: under DeepSpeed ZeRO-3 it makes from_pretrained load the weights
     sharded (zero.Init)."""
@@ -175,7 +177,7 @@ def model_grpo_config(config: dict, args: dict, seed: int, model_name: str, run_
     from ilr.vllm_engine import trl_vllm_args
 
     vllm = trl_vllm_args(config["generation"], config["models"][model_name]["size"])
-    return grpo_config(args, seed, run_dir / "checkpoints",
+    return grpo_config(args, seed, RunPaths(run_dir).checkpoints,
                        **{**trl_kwargs(config, args, run_dir), **vllm, **overrides})
 
 
@@ -219,14 +221,15 @@ def train_and_save(trainer, run_dir: Path, steps: int, summary: Callable[[], dic
     (the checkpoint is saved)."""
     from ilr.train import preempt
 
-    resume = latest_checkpoint(run_dir / "checkpoints")
-    truncate_log(run_dir / "rollouts.jsonl", checkpoint_step(resume))
+    paths = RunPaths(run_dir)
+    resume = latest_checkpoint(paths.checkpoints)
+    truncate_log(paths.rollouts, checkpoint_step(resume))
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     if dist.is_main():
-        write_jsonl(run_dir / "metrics.jsonl", trainer.state.log_history)
+        write_jsonl(paths.metrics, trainer.state.log_history)
     if trainer.state.global_step < steps:  # stopped on a signal, checkpoint saved
         raise preempt.Interrupted(trainer.state.global_step)
-    save_trainer_final(trainer, run_dir / "final", summary() if summary and dist.is_main() else None)
+    save_trainer_final(trainer, paths.final, summary() if summary and dist.is_main() else None)
 
 
 def save_trainer_final(trainer, final_dir: Path, summary: dict | None = None) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ilr.layout import RunPaths
 from ilr.train import dist, preempt
 from ilr.train.common import (grpo_trainer, load_for_training, model_grpo_config, question_schedule,
                               records_dataset, rule_reward, train_and_save, write_log)
@@ -40,7 +41,7 @@ def rollout_logger(run_dir: Path, format_weight: float = 0.0):
         def on_step_end(self, args, state, control, **kwargs):
             rows = [row for share in dist.gather(list(pending)) for row in share]
             pending.clear()
-            write_log(run_dir / "rollouts.jsonl", rows)
+            write_log(RunPaths(run_dir).rollouts, rows)
 
     return correctness, WriteRollouts()
 
@@ -52,17 +53,17 @@ def train_grpo(config: dict, method: str, model_name: str, seed: int, train_path
     from ilr.prompts import load as load_prompts, trl_prompt
 
     args = cfg.training_args(config, method)
-    run_dir = Path(out_dir) / model_name
+    run_dir = RunPaths(out_dir).member(model_name).root
     run_dir.mkdir(parents=True, exist_ok=True)
     prompts = load_prompts(config["prompts"])
     trl_args = model_grpo_config(config, args, seed, model_name, run_dir, disable_tqdm=not dist.is_main())
     model, tokenizer = load_for_training(config["models"][model_name]["path"])
-    schedule = question_schedule(train_path, args["steps"], args["questions_per_step"], seed)
+    schedule = question_schedule(train_path, args.steps, args.questions_per_step, seed)
     dataset = records_dataset(schedule, lambda r: trl_prompt(tokenizer, prompts.solve(r)))
-    correctness, write_rollouts = rollout_logger(run_dir, args["reward_format"])
+    correctness, write_rollouts = rollout_logger(run_dir, args.reward_format)
     trainer = grpo_trainer(GRPOTrainer, model, tokenizer, dataset, correctness, trl_args, preempt.stop_callback())
     trainer.add_callback(write_rollouts)
-    train_and_save(trainer, run_dir, args["steps"])
+    train_and_save(trainer, run_dir, args.steps)
 
 
 def train(config: dict, args) -> None:

@@ -42,13 +42,15 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ilr.calibration import calibrate
+from ilr.config import TrainingArgs
 from ilr.interaction import COOPERATION, common_type, irt_probability, irt_types, ratio_type
 from ilr.io import read_json, read_jsonl
+from ilr.layout import RunPaths
 from ilr.train import dist, preempt
 from ilr.train.common import (check_handed, checkpoint_step, grpo_trainer, latest_checkpoint, load_for_training,
                               model_grpo_config, question_schedule, records_dataset, rollout_engine, rollout_reward,
                               rule_reward, save_trainer_final, seed_rollout, truncate_log, write_log)
-from ilr.train.trackers import TB_DIR, Curves
+from ilr.train.trackers import Curves
 from ilr.train.rl import advantages, baseline_pool, unbiased_std
 
 
@@ -86,7 +88,7 @@ class Turns:
 
 
 class GroupCoordinator:
-    def __init__(self, config: dict, method: dict, args: dict, seed: int, names: list[str],
+    def __init__(self, config: dict, method: dict, args: TrainingArgs, seed: int, names: list[str],
                  schedule: list[dict], gamma: dict[str, float], difficulty: dict[str, float], run_dir: Path):
         from ilr.prompts import load as load_prompts
 
@@ -97,8 +99,8 @@ class GroupCoordinator:
         self.schedule, self.gamma, self.difficulty = schedule, gamma, difficulty
         # (choice) train_stages: [fusion], or [sharing, fusion] to train the solo answer too. Each trained
         # stage is a row of the member's dataset per question, in this order, G completions each.
-        self.stages = [s for s in ("sharing", "fusion") if s in args["train_stages"]]
-        self.run_dir = run_dir
+        self.stages = [s for s in ("sharing", "fusion") if s in args.train_stages]
+        self.paths = RunPaths(run_dir)                        # the group's logs (ilr/layout.py)
         self.trainers: dict[str, object] = {}
         self.turns = Turns(names)
         self.barrier = threading.Barrier(len(names), action=self._group_step, timeout=None)
@@ -107,7 +109,7 @@ class GroupCoordinator:
         self.dataset_prompt: dict[str, dict[str, str]] = {}   # member -> question id -> its dataset prompt
         self.stop_after: dict[int, bool] = {}                 # step -> the group's decision to stop there
         self.progress = None
-        self.curves = Curves({}, run_dir)                     # none until train_ilr knows the step resumed from
+        self.curves = Curves(None, self.paths.tensorboard)    # none until train_ilr knows the step resumed from
 
     def abort(self) -> None:
         self.barrier.abort()
@@ -134,7 +136,7 @@ class GroupCoordinator:
         self.turns.wait(name)
         mine = self.results[name]
         check_handed(name, step, prompts, [self.dataset_prompt[name][q["id"]] for q in self.my_questions(step)
-                                           for _ in self.stages], self.args["num_generations"])
+                                           for _ in self.stages], self.args.num_generations)
         return {"prompt_ids": mine["prompt_ids"], "completion_ids": mine["completion_ids"], "logprobs": None,
                 "ilr_reward": mine["rewards"]}
 
@@ -147,7 +149,7 @@ class GroupCoordinator:
 
     # -- one step of the group ----------------------------------------------------------------
     def my_questions(self, step: int) -> list[dict]:
-        n = self.args["questions_per_step"]
+        n = self.args.questions_per_step
         return dist.my_slice(self.schedule[step * n:(step + 1) * n])
 
     def interaction_of(self, record: dict) -> tuple[dict[str, str] | None, dict[str, float] | None]:
@@ -168,9 +170,9 @@ class GroupCoordinator:
         seed_rollout(self.seed, "rollout", step)
         questions = self.my_questions(step)
         decided = [self.interaction_of(r) for r in questions]
-        G = self.args["num_generations"]
+        G = self.args.num_generations
         outs = run_idea3({n: rollout_engine(self.trainers[n], self.use_vllm) for n in self.names}, self.prompts, questions,
-                         [mode for mode, _ in decided], G, self.args["temperature"], self.args["max_new_tokens"],
+                         [mode for mode, _ in decided], G, self.args.temperature, self.args.max_new_tokens,
                          n_sharing=G if "sharing" in self.stages else 1)
         results = {n: {"prompt_ids": [], "completion_ids": [], "rewards": [], "advantages": []} for n in self.names}
         rows = []
@@ -179,9 +181,9 @@ class GroupCoordinator:
             for stage in self.stages:
                 samples = {n: getattr(outs[n][q], "sharing_samples" if stage == "sharing" else "fusion")
                            for n in self.names}
-                raw = {n: [rule_reward(record, s.text, self.args["reward_format"]) for s in samples[n]]
+                raw = {n: [rule_reward(record, s.text, self.args.reward_format) for s in samples[n]]
                        for n in self.names}
-                calibrated = calibrate(raw, self.args["calibration_eps"]) if self.method["calibration"] else None
+                calibrated = calibrate(raw, self.args.calibration_eps) if self.method["calibration"] else None
                 scored[stage] = samples, raw, calibrated
                 for n in self.names:
                     for s, r in zip(samples[n], (calibrated or raw)[n]):
@@ -196,9 +198,9 @@ class GroupCoordinator:
                 m = row["models"][n]
                 results[n]["advantages"] += (m["sharing"]["advantages"] if "sharing" in self.stages else []) \
                     + m["advantages"]
-        write_log(self.run_dir / "rollouts.jsonl", rows)
+        write_log(self.paths.rollouts, rows)
         metrics = self.metrics(step, rows)
-        write_log(self.run_dir / "metrics.jsonl", [metrics])
+        write_log(self.paths.metrics, [metrics])
         self.curves.log(metrics)   # TensorBoard: <run_dir>/tensorboard/ (ilr/train/trackers.py)
         if self.progress is not None:
             self.progress.update(1)
@@ -208,7 +210,7 @@ class GroupCoordinator:
         """Into each row, per model and trained stage: `advantages` (what the model trains on: config
         training.advantages and scale_rewards, ilr/calibration.py) and `advantages_uncalibrated` (what it
         would train on from the raw rewards). Where they are equal, calibration changes no update."""
-        estimator, scale = self.args["advantages"], self.args["scale_rewards"]
+        estimator, scale = self.args.advantages, self.args.scale_rewards
         trained = "calibrated" if self.method["calibration"] else "rewards"
 
         def entry(row: dict, name: str, stage: str) -> dict:
@@ -351,8 +353,8 @@ def train_ilr(config: dict, method_name: str, group: str, seed: int, train_path:
     method = cfg.method_config(config, method_name)
     args = cfg.training_args(config, method_name)
     names = config["groups"][group]
-    run_dir = Path(out_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    paths = RunPaths(out_dir)                      # the group's directory; paths.member(n): each member's
+    paths.root.mkdir(parents=True, exist_ok=True)
     gamma = {}
     for f in ability_files:
         a = read_json(f)
@@ -363,12 +365,12 @@ def train_ilr(config: dict, method_name: str, group: str, seed: int, train_path:
             raise ValueError(f"methods.{method_name}: interaction 'irt' needs gamma of {names} and the group's "
                              f"difficulty file (missing gamma: {missing}, difficulty: {difficulty_file})")
     difficulty = ({r["id"]: r["difficulty"] for r in read_jsonl(difficulty_file)} if difficulty_file else {})
-    schedule = question_schedule(train_path, args["steps"], args["questions_per_step"], seed)
-    coordinator = GroupCoordinator(config, method, args, seed, names, schedule, gamma, difficulty, run_dir)
+    schedule = question_schedule(train_path, args.steps, args.questions_per_step, seed)
+    coordinator = GroupCoordinator(config, method, args, seed, names, schedule, gamma, difficulty, paths.root)
 
     Trainer = member_trainer_class()
     # every member's config first: under DeepSpeed ZeRO-3 they make from_pretrained load sharded (zero.Init)
-    trl_args = {n: model_grpo_config(config, args, seed, n, run_dir / n,
+    trl_args = {n: model_grpo_config(config, args, seed, n, paths.member(n).root,
                                      rows_per_question=len(coordinator.stages)) for n in names}
     for n in names[1:]:
         # accelerate's state is one per process, with one DeepSpeed plugin: the first member's trainer sets it
@@ -387,23 +389,23 @@ def train_ilr(config: dict, method_name: str, group: str, seed: int, train_path:
         coordinator.trainers[n] = trainer
 
     # Resume every member from the newest step that all of them have checkpointed.
-    steps = [latest_checkpoint(run_dir / n / "checkpoints") for n in names]
+    steps = [latest_checkpoint(paths.member(n).checkpoints) for n in names]
     resume_step = min(checkpoint_step(p) for p in steps)
-    for log in ("rollouts.jsonl", "metrics.jsonl"):
-        truncate_log(run_dir / log, resume_step)
-    coordinator.curves = Curves(args, run_dir / TB_DIR, resume_step, prefix="group")
+    for log in (paths.rollouts, paths.metrics):
+        truncate_log(log, resume_step)
+    coordinator.curves = Curves(args, paths.tensorboard, resume_step, prefix="group")
 
     errors: list[BaseException] = []
 
     def run(name: str) -> None:
-        ckpt = run_dir / name / "checkpoints" / f"checkpoint-{resume_step}" if resume_step else None
+        ckpt = paths.member(name).checkpoint(resume_step) if resume_step else None
         try:
             coordinator.trainers[name].train(resume_from_checkpoint=str(ckpt) if ckpt else None)
         except BaseException as e:  # noqa: BLE001 - re-raised in the main thread
             errors.append(e)
 
     if dist.is_main():
-        coordinator.progress = tqdm(total=args["steps"], initial=resume_step, desc=f"{method_name} {group}",
+        coordinator.progress = tqdm(total=args.steps, initial=resume_step, desc=f"{method_name} {group}",
                                     unit="step")
     threads = [threading.Thread(target=run, args=(n,), name=f"ilr-{n}") for n in names]
     for t in threads:
@@ -417,16 +419,16 @@ def train_ilr(config: dict, method_name: str, group: str, seed: int, train_path:
     if errors:
         raise (real or errors)[0]
     done = min(coordinator.trainers[n].state.global_step for n in names)
-    if done < args["steps"]:  # stopped on a signal: every member saved checkpoint-<done>
+    if done < args.steps:  # stopped on a signal: every member saved checkpoint-<done>
         raise preempt.Interrupted(done)
-    summary = training_summary(method, run_dir / "rollouts.jsonl") if dist.is_main() else None
+    summary = training_summary(method, paths.rollouts) if dist.is_main() else None
     for n in names:
         trainer = coordinator.trainers[n]
         if dist.is_main():
-            with open(run_dir / n / "trainer_log.jsonl", "w") as f:
+            with open(paths.member(n).trainer_log, "w") as f:
                 for row in trainer.state.log_history:
                     f.write(json.dumps(row) + "\n")
-        save_trainer_final(trainer, run_dir / n / "final", summary)
+        save_trainer_final(trainer, paths.member(n).final, summary)
 
 
 def training_summary(method: dict, rollouts: Path) -> dict:

@@ -28,8 +28,9 @@ methods see the same questions and the same number of samples over the same numb
 one update per step (TRL's `num_iterations=1`: the ratio is 1 at the update); PPO makes the references'
 ppo_epochs x num_mini_batches (1 x 4 in config/paper.yaml); the learning-rate schedule moves once per step.
 
-Training-args keys read here (config `training` merged with `methods.<method>`; the defaults of the
-ppo-only keys are in the config schema, workflow/schemas/config.schema.yaml): steps, questions_per_step,
+Training arguments read here (`args`, the run's PpoArgs: config `training` merged with `methods.<method>`,
+ilr/config/args.py; the defaults of the ppo-only keys are in the config schema,
+workflow/schemas/config.schema.yaml): steps, questions_per_step,
 num_generations, learning_rate, beta, epsilon, temperature, max_new_tokens, save_steps, vf_coef,
 gae_gamma, gae_lambda, cliprange_value, whiten_advantages, critic_learning_rate (null: learning_rate),
 ppo_epochs, num_mini_batches (must divide each process's sequences per step), value_warmup_steps,
@@ -73,10 +74,11 @@ from typing import Callable
 
 import torch
 
+from ilr.layout import RunPaths
 from ilr.seeding import stable_seed
 from ilr.train import dist, preempt
 from ilr.train.common import latest_checkpoint, question_schedule, rule_reward, truncate_log, write_log
-from ilr.train.trackers import TB_DIR, Curves
+from ilr.train.trackers import Curves
 from ilr.train.rl import (gae, global_whiten, minibatch_rows, policy_loss_terms, token_rewards,
                                 value_loss_terms)
 
@@ -159,14 +161,13 @@ def train_ppo(config: dict, method: str, model_name: str, seed: int, train_path:
     from ilr.config import training_args
     from ilr.train.common import load_for_training, mixed_precision, publish_dir
 
-    args = training_args(config, method)   # training: + the method's keys, the schema's defaults filled in
-    reward_fn = reward_fn or (lambda record, text: rule_reward(record, text, args["reward_format"]))
+    args = training_args(config, method)   # PpoArgs: training: + the method's keys, the schema's defaults
+    reward_fn = reward_fn or (lambda record, text: rule_reward(record, text, args.reward_format))
     base = config["models"][model_name]["path"]
-    run_dir = Path(out_dir) / model_name
-    ckpt_dir = run_dir / "checkpoints"
-    steps, qps, G = int(args["steps"]), int(args["questions_per_step"]), int(args["num_generations"])
+    paths = RunPaths(out_dir).member(model_name)   # ilr/layout.py: final/, checkpoints/, the logs
+    steps, qps, G = int(args.steps), int(args.questions_per_step), int(args.num_generations)
     my_qps = dist.per_process(qps)
-    temperature, beta = float(args["temperature"]), float(args["beta"])
+    temperature, beta = float(args.temperature), float(args.beta)
     if temperature <= 0:
         raise ValueError(f"methods.{method}: ppo samples, temperature must be > 0 (got {temperature})")
     # on a machine without GPUs accelerate runs N processes over gloo only when told cpu=True, which also
@@ -182,7 +183,7 @@ def train_ppo(config: dict, method: str, model_name: str, seed: int, train_path:
     accelerator = Accelerator(mixed_precision=mixed_precision(), step_scheduler_with_optimizer=False,
                               cpu=not torch.cuda.is_available() and not use_deepspeed)
     if dist.is_main():
-        run_dir.mkdir(parents=True, exist_ok=True)
+        paths.root.mkdir(parents=True, exist_ok=True)
     schedule = question_schedule(train_path, steps, qps, seed)
     prompts_set = load_prompts(config["prompts"])
 
@@ -198,26 +199,26 @@ def train_ppo(config: dict, method: str, model_name: str, seed: int, train_path:
     critic.config.pad_token_id = tokenizer.pad_token_id
     for m in (actor, critic):
         disable_dropout_in_model(m)
-        if args["gradient_checkpointing"]:   # recompute activations in backward, as TRL's trainers do
+        if args.gradient_checkpointing:   # recompute activations in backward, as TRL's trainers do
             m.activation_checkpointing_enable()
     model = ActorCritic(actor, critic)
     model.train()
 
-    critic_lr = args["critic_learning_rate"] or args["learning_rate"]
+    critic_lr = args.critic_learning_rate or args.learning_rate
     optimizer = torch.optim.AdamW(
-        [{"params": [p for p in actor.parameters() if p.requires_grad], "lr": float(args["learning_rate"])},
+        [{"params": [p for p in actor.parameters() if p.requires_grad], "lr": float(args.learning_rate)},
          {"params": [p for p in critic.parameters() if p.requires_grad], "lr": float(critic_lr)}],
-        weight_decay=float(args["weight_decay"]))
-    scheduler = get_scheduler(args["lr_scheduler_type"], optimizer, num_warmup_steps=int(args["warmup_steps"]),
+        weight_decay=float(args.weight_decay))
+    scheduler = get_scheduler(args.lr_scheduler_type, optimizer, num_warmup_steps=int(args.warmup_steps),
                               num_training_steps=steps)
     B = my_qps * G                                  # this process's sequences per step
-    epochs, warmup = int(args["ppo_epochs"]), int(args["value_warmup_steps"])
+    epochs, warmup = int(args.ppo_epochs), int(args.value_warmup_steps)
     try:
-        minibatches = minibatch_rows(B, int(args["num_mini_batches"]))
+        minibatches = minibatch_rows(B, int(args.num_mini_batches))
     except ValueError as e:
         raise ValueError(f"methods.{method}.num_mini_batches must divide each process's sequences per step "
                          f"(questions_per_step / processes x num_generations = {B}): {e}") from None
-    mb = min(max(1, int(args["micro_batch_size"])), B // len(minibatches))
+    mb = min(max(1, int(args.micro_batch_size)), B // len(minibatches))
     n_micro = -(-(B // len(minibatches)) // mb)     # micro-batches per minibatch (= per optimizer update)
     grad_scale = dist.world_size()                  # DDP and DeepSpeed average gradients over the processes
     if accelerator.state.deepspeed_plugin is not None:
@@ -244,15 +245,15 @@ def train_ppo(config: dict, method: str, model_name: str, seed: int, train_path:
             ref = ref.to(device).eval()
     unwrapped = accelerator.unwrap_model(model)
 
-    resume = latest_checkpoint(ckpt_dir)
+    resume = latest_checkpoint(paths.checkpoints)
     start = 0
     if resume:
         accelerator.load_state(str(resume / "state"))   # weights, optimizer, scheduler, every process's RNG
         start = int(json.loads((resume / "trainer_state.json").read_text())["global_step"])
     # Rows past the checkpoint came from a run that was killed later; they are redone.
-    for log in (run_dir / "metrics.jsonl", run_dir / "rollouts.jsonl"):
+    for log in (paths.metrics, paths.rollouts):
         truncate_log(log, start)
-    curves = Curves(args, run_dir / TB_DIR, start)   # metrics.jsonl's rows, for TensorBoard (main process)
+    curves = Curves(args, paths.tensorboard, start)   # metrics.jsonl's rows, for TensorBoard (main process)
 
     pad_id = tokenizer.pad_token_id
     bar = tqdm(range(start, steps), desc=f"ppo {model_name}", unit="step", initial=start, total=steps,
@@ -261,9 +262,9 @@ def train_ppo(config: dict, method: str, model_name: str, seed: int, train_path:
         records = dist.my_slice(schedule[step * qps:(step + 1) * qps])
         torch.manual_seed(stable_seed(seed, step, dist.rank()))
         with _gathered(accelerator, unwrapped.actor):
-            engine = TransformersEngine(unwrapped.actor, tokenizer, batch_size=int(args["generation_batch_size"]))
+            engine = TransformersEngine(unwrapped.actor, tokenizer, batch_size=int(args.generation_batch_size))
             groups = engine.sample([encode_prompt(tokenizer, prompts_set.solve(r)) for r in records], n=G,
-                                   max_new_tokens=int(args["max_new_tokens"]), temperature=temperature)
+                                   max_new_tokens=int(args.max_new_tokens), temperature=temperature)
         samples = [s for g in groups for s in g]
         rewards_q = [[float(reward_fn(rec, s.text)) for s in g] for rec, g in zip(records, groups)]
         scores = torch.tensor([r for rq in rewards_q for r in rq], device=device)
@@ -286,8 +287,8 @@ def train_ppo(config: dict, method: str, model_name: str, seed: int, train_path:
             ref_lp = torch.cat(ref_lp) * mask if ref is not None else None
             old_v = torch.cat(old_v) * mask
             rewards, kl = token_rewards(scores, old_lp, ref_lp, mask, beta)
-            adv, returns = gae(rewards, old_v, mask, float(args["gae_gamma"]), float(args["gae_lambda"]))
-            if args["whiten_advantages"]:
+            adv, returns = gae(rewards, old_v, mask, float(args.gae_gamma), float(args.gae_lambda))
+            if args.whiten_advantages:
                 adv = global_whiten(adv, mask)
 
         # ppo_epochs passes over the step's batch, each as num_mini_batches optimizer updates (micro-batches
@@ -303,7 +304,7 @@ def train_ppo(config: dict, method: str, model_name: str, seed: int, train_path:
         n_pass = n_tok * epochs                 # the loss metrics are means over every pass's tokens
         sums = {"pg": 0.0, "vf": 0.0, "pg_clip": 0.0, "vf_clip": 0.0, "entropy": 0.0, "ppo_kl": 0.0}
         norms, lr = [], scheduler.get_last_lr()[0]
-        max_norm = float(args["max_grad_norm"]) if args["max_grad_norm"] else float("inf")
+        max_norm = float(args.max_grad_norm) if args.max_grad_norm else float("inf")
         for _ in range(epochs):
             for rows, n_k in zip(minibatches, n_tok_mini):
                 if frozen:   # the scheduler sets every group's rate again at its next step
@@ -315,10 +316,10 @@ def train_ppo(config: dict, method: str, model_name: str, seed: int, train_path:
                         logits, v = model(ids[sl], att[sl], wp)
                     logits = logits.float()
                     lp = selective_log_softmax(logits, comp[sl], temperature=temperature)
-                    pg, pg_c = policy_loss_terms(lp, old_lp[sl], adv[sl], float(args["epsilon"]))
-                    vf, vf_c = value_loss_terms(v, old_v[sl], returns[sl], float(args["cliprange_value"]))
+                    pg, pg_c = policy_loss_terms(lp, old_lp[sl], adv[sl], float(args.epsilon))
+                    vf, vf_c = value_loss_terms(v, old_v[sl], returns[sl], float(args.cliprange_value))
                     pg_sum, vf_sum = (pg * m).sum(), (vf * m).sum()
-                    loss = (0.0 if frozen else 1.0) * pg_sum + float(args["vf_coef"]) * vf_sum
+                    loss = (0.0 if frozen else 1.0) * pg_sum + float(args.vf_coef) * vf_sum
                     accelerator.backward(loss * grad_scale / n_k)
                     with torch.no_grad():
                         sums["pg"] += pg_sum.item()
@@ -364,16 +365,16 @@ def train_ppo(config: dict, method: str, model_name: str, seed: int, train_path:
         }
         rollout_rows = [{"step": step + 1, "question_id": rec["id"], "completions": [s.text for s in g],
                          "rewards": rq} for rec, g, rq in zip(records, groups, rewards_q)]
-        write_log(run_dir / "rollouts.jsonl", [r for share in dist.gather(rollout_rows) for r in share])
-        write_log(run_dir / "metrics.jsonl", [row])
+        write_log(paths.rollouts, [r for share in dist.gather(rollout_rows) for r in share])
+        write_log(paths.metrics, [row])
         curves.log(row)
         bar.set_postfix(reward=f"{row['reward_mean']:.3f}", vloss=f"{row['value_loss']:.4f}")
 
         done = step + 1
         stopping = preempt.agreed() and done < steps   # a signal: save here and stop (preempt.py)
-        if (args["save_steps"] and done % int(args["save_steps"]) == 0) or done == steps or stopping:
-            _save_checkpoint(accelerator, ckpt_dir, done, {"method": method, "model": model_name, "seed": seed,
-                                                           "steps": steps}, args["save_total_limit"])
+        if (args.save_steps and done % int(args.save_steps) == 0) or done == steps or stopping:
+            _save_checkpoint(accelerator, paths, done, {"method": method, "model": model_name, "seed": seed,
+                                                        "steps": steps}, args.save_total_limit)
         if stopping or (stop_after is not None and done >= stop_after):
             bar.close()
             curves.close()
@@ -389,10 +390,10 @@ def train_ppo(config: dict, method: str, model_name: str, seed: int, train_path:
             actor_state = {k[len("actor."):]: v for k, v in state.items() if k.startswith("actor.")}
             unwrapped.actor.save_pretrained(tmp, state_dict=actor_state)
             tokenizer.save_pretrained(tmp)
-    publish_dir(run_dir / "final", write_final)
+    publish_dir(paths.final, write_final)
 
 
-def _save_checkpoint(accelerator, ckpt_dir: Path, step: int, info: dict, limit: int | None) -> None:
+def _save_checkpoint(accelerator, paths: RunPaths, step: int, info: dict, limit: int | None) -> None:
     from ilr.io import write_json
     from ilr.train.common import publish_dir
 
@@ -402,9 +403,10 @@ def _save_checkpoint(accelerator, ckpt_dir: Path, step: int, info: dict, limit: 
         dist.barrier()
         if dist.is_main():
             write_json(tmp / "trainer_state.json", {"global_step": step, **info})   # marks it complete
-    publish_dir(ckpt_dir / f"checkpoint-{step}", write, check=lambda tmp: None)
+    publish_dir(paths.checkpoint(step), write, check=lambda tmp: None)
     if limit and dist.is_main():
-        done = sorted((p for p in ckpt_dir.glob("checkpoint-*") if (p / "trainer_state.json").is_file()),
+        saved = paths.checkpoints.glob("checkpoint-*")
+        done = sorted((p for p in saved if (p / "trainer_state.json").is_file()),
                       key=lambda p: int(p.name.split("-")[1]))
         for old in done[:-int(limit)]:
             shutil.rmtree(old)

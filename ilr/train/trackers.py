@@ -30,18 +30,18 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ilr.config import TrainingArgs
+from ilr.layout import RunPaths
 from ilr.train import dist
 
-TB_DIR = "tensorboard"                                # under a run directory
 
-
-def integrations(args: dict) -> list[str]:
-    """The integrations of a method's training args: `report_to` as a list ([] for none)."""
-    value = args.get("report_to", [])
+def integrations(args: TrainingArgs | None) -> list[str]:
+    """The integrations of a method's training args: `report_to` as a list ([] for none, and without args)."""
+    value = args.report_to if args is not None else None
     return [] if value in (None, "none") else list(value)
 
 
-def trl_kwargs(config: dict, args: dict, run_dir: Path) -> dict:
+def trl_kwargs(config: dict, args: TrainingArgs, run_dir: Path) -> dict:
     """GRPOConfig's arguments for the curves of one trained model: report_to, the run's name (its path under
     results/runs: method/group/seed/model) and project (the study), wandb offline in the run directory."""
     chosen = integrations(args)
@@ -57,7 +57,7 @@ def tensorboard_in_run_dir(trainer, run_dir: Path):
     from transformers.integrations import TensorBoardCallback
 
     if trainer.pop_callback(TensorBoardCallback) is not None:
-        trainer.add_callback(_run_tensorboard_class()(Path(run_dir) / TB_DIR))
+        trainer.add_callback(_run_tensorboard_class()(RunPaths(run_dir).tensorboard))
     return trainer
 
 
@@ -84,9 +84,10 @@ def _run_tensorboard_class():
 class Curves:
     """The per-step rows of a loop that is no transformers Trainer (ppo, the ILR coordinator) as TensorBoard
     scalars `<prefix>/<key>` at the row's `step`: on the main process, when tensorboard is in report_to; a
-    no-op otherwise. `start_step`: the step resumed from (what was logged after it is purged)."""
+    no-op otherwise (and without args: a placeholder). `start_step`: the step resumed from (what was logged
+    after it is purged)."""
 
-    def __init__(self, args: dict, log_dir: Path, start_step: int = 0, prefix: str = "train"):
+    def __init__(self, args: TrainingArgs | None, log_dir: Path, start_step: int = 0, prefix: str = "train"):
         self.prefix, self.writer = prefix, None
         if "tensorboard" in integrations(args) and dist.is_main():
             from torch.utils.tensorboard import SummaryWriter
