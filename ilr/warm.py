@@ -34,6 +34,7 @@ import sys
 
 SOCKET_ENV = "ILR_WARM_SOCKET"      # set by the workflow's onstart for the jobs it runs locally
 DISABLE_ENV = "ILR_WARM"            # ILR_WARM=0: every job a plain process
+VERBOSE_ENV = "ILR_WARM_VERBOSE"    # ILR_WARM_VERBOSE=1: each job says on stderr whether it forked, or why not
 PRELOAD = ("torch", "transformers", "transformers.models.llama.modeling_llama", "trl.trainer.grpo_trainer",
            "accelerate", "scipy.stats", "matplotlib.pyplot")
 # variables the preloaded libraries read when imported: a job that sets any of them otherwise runs plain
@@ -80,21 +81,28 @@ def run(argv: list[str]) -> int:
     if argv[0] == "-m":
         argv = argv[1:]
     module, args = argv[0], argv[1:]
-    path = os.environ.get(SOCKET_ENV)
+    path, why = os.environ.get(SOCKET_ENV), "no server"
     if path and os.environ.get(DISABLE_ENV, "1") != "0":
         try:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.connect(path)
-        except OSError:
-            pass    # not (yet) listening: plain
+        except OSError as e:
+            why = f"no server listening ({e.strerror})"     # not (yet): plain
         else:
-            rc = _run_forked(sock, module, args)
+            rc, why = _run_forked(sock, module, args)
             if rc is not None:
                 return rc
+    _say(f"plain process: {why}")
     os.execv(sys.executable, [sys.executable, "-m", module, *args])
 
 
-def _run_forked(sock: socket.socket, module: str, args: list[str]) -> int | None:
+def _say(text: str) -> None:
+    if os.environ.get(VERBOSE_ENV) == "1":
+        print(f"ilr.warm: {text}", file=sys.stderr, flush=True)
+
+
+def _run_forked(sock: socket.socket, module: str, args: list[str]) -> tuple[int | None, str]:
+    """(the fork's exit status, "") or (None, why the server would not fork it)."""
     # a signal that comes before the fork's pid does is held, then forwarded (not lost with this process)
     signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
     try:
@@ -103,15 +111,16 @@ def _run_forked(sock: socket.socket, module: str, args: list[str]) -> int | None
         signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
 
 
-def _request(sock: socket.socket, module: str, args: list[str]) -> int | None:
+def _request(sock: socket.socket, module: str, args: list[str]) -> tuple[int | None, str]:
     request = {"module": module, "argv": args, "cwd": os.getcwd(), "env": dict(os.environ),
                "path": sys.path, "prefix": sys.prefix}
     _send(sock, request, [fd if _is_open(fd) else os.open(os.devnull, os.O_RDWR) for fd in (0, 1, 2)])
     lines = _Lines(sock)
     reply = lines.next()
     if reply is None or "fallback" in reply:
-        return None
+        return None, (reply or {}).get("fallback", "the server closed the connection")
     pid, rc = reply.get("pid"), reply.get("rc")
+    _say(f"forked from the server as pid {pid}")
     if pid is not None:
         def forward(sig, _frame):
             try:
@@ -132,8 +141,8 @@ def _request(sock: socket.socket, module: str, args: list[str]) -> int | None:
         rc = msg.get("rc", rc)
     if rc is None:
         print(f"ilr.warm: job process {pid} ended without an exit status (killed by a signal?)", file=sys.stderr)
-        return 1
-    return rc
+        return 1, ""
+    return rc, ""
 
 
 def _is_open(fd: int) -> bool:

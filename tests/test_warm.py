@@ -1,6 +1,6 @@
 """The warm start (ilr/warm.py): a job forked from the server behaves as the plain `python -m` process would:
 the same output, exit status, environment, working directory, threads and signals; a job the server cannot
-reproduce runs plain. (The demo's tables through it against tests/reference: tests/test_e2e.py.)"""
+reproduce runs plain; a stage writes the same bytes either way. (The whole demo through it: make check-reference.)"""
 
 import os
 import signal
@@ -119,3 +119,29 @@ def test_the_server_exits_with_its_parent(tmp_path):
     while Path(f"/proc/{pid}").exists() and time.time() < deadline:
         time.sleep(0.2)
     assert not Path(f"/proc/{pid}").exists() and not os.path.exists(sock)
+
+
+def test_a_stage_forked_writes_the_bytes_of_a_plain_run(server, tmp_path):
+    """`ilr build-model` (torch training, the config's numerics pins): the same weights forked or plain."""
+    import hashlib
+
+    import yaml
+
+    _, _, env = server
+    repo = Path(__file__).resolve().parents[1]
+    c = yaml.safe_load((repo / "config" / "config.yaml").read_text())
+    assert c["numerics"] == NUMERICS        # the server's pins: else the job would run plain
+    c["models"]["tiny-llama"]["build"]["warmup_steps"] = 30
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(c))
+    env = {k: v for k, v in env.items() if k not in numerics.environment(NUMERICS)}   # as a rule's shell has it
+    env.update(PYTHONPATH=str(repo), OMP_NUM_THREADS="1", ILR_WARM_VERBOSE="1")
+    digests = []
+    for socket_path in (env[warm.SOCKET_ENV], ""):
+        out = tmp_path / f"model{len(digests)}"
+        r = subprocess.run([sys.executable, "-m", "ilr.warm", "ilr", "build-model", "--config", "c.yaml",
+                            "--model", "tiny-llama", "--out", str(out)], cwd=tmp_path, capture_output=True,
+                           text=True, timeout=600, env=dict(env, **{warm.SOCKET_ENV: socket_path}))
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert ("ilr.warm: forked" if socket_path else "ilr.warm: plain process") in r.stderr
+        digests.append(hashlib.sha256((out / "model.safetensors").read_bytes()).hexdigest())
+    assert digests[0] == digests[1]
