@@ -141,6 +141,34 @@ def trl_vllm_args(generation: dict, size: str | None = None, sleep_mode: bool | 
             "vllm_enable_sleep_mode": sleep_mode}
 
 
+def fit_weight_sync(trainer) -> None:
+    """Make TRL's weight sync reach a colocated engine on vLLM's CPU platform (elsewhere: nothing changes).
+
+    TRL 1.16 syncs by calling the engine model's `load_weights` one parameter at a time. On the CPU, vLLM packs
+    every linear layer's weight for oneDNN after loading and leaves an empty Parameter in its place, without
+    the `weight_loader` that load_weights calls ("'Parameter' object has no attribute 'weight_loader'"). vLLM's
+    layerwise reload (what its own `reload_weights` does) restores the layers to their loading form first and
+    packs them again after: the sync is wrapped in it."""
+    from vllm.platforms import current_platform  # noqa: PLC0415 - optional dependency
+
+    generation = getattr(trainer, "vllm_generation", None)
+    if generation is None or generation.mode != "colocate" or not current_platform.is_cpu():
+        return
+    from vllm.model_executor.model_loader.reload import finalize_layerwise_reload, initialize_layerwise_reload
+
+    sync = generation.sync_weights
+
+    def sync_weights():
+        runner = generation.llm.llm_engine.model_executor.driver_worker.model_runner
+        initialize_layerwise_reload(runner.model)
+        try:
+            sync()
+        finally:
+            finalize_layerwise_reload(runner.model, runner.model_config)
+
+    generation.sync_weights = sync_weights
+
+
 def model_eos_ids(model_path: str, tokenizer) -> list[int]:
     from transformers import GenerationConfig
 

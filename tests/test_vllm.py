@@ -166,23 +166,68 @@ def test_multi_agent_two_engines_in_one_process(tmp_path, tiny_config, wide_mode
 
 
 @pytest.mark.vllm
+def test_training_through_trls_colocated_engine(tmp_path, tiny_config, wide_models, wide_data):
+    """GRPO (TRL samples through its colocated engine) and ILR (two trainers, two colocated engines in one
+    process; the coordinator samples each member through its trainer's engine), two steps each, weights
+    synced into vLLM before every rollout (ilr.vllm_engine.fit_weight_sync on the CPU platform)."""
+    import torch
+
+    from ilr.io import write_json, write_jsonl
+
+    _, path = study(tmp_path, tiny_config, wide_models, "vllm")
+    cfg = yaml.safe_load(open(path))
+    cfg["training"].update(steps=2, questions_per_step=2, save_steps=2)
+    with open(path, "w") as f:
+        yaml.safe_dump(cfg, f)
+    records = read_jsonl(wide_data / "train.jsonl")
+    for name, g in (("tiny-llama", 0.3), ("tiny-qwen-s", 0.6)):
+        write_json(tmp_path / f"{name}.json", {"model": name, "gamma": g})
+    write_jsonl(tmp_path / "difficulty.jsonl",
+                [{"id": r["id"], "difficulty": (1.0, 0.0, 0.5)[i % 3], "ratings": {}} for i, r in enumerate(records)])
+    common = ["--config", path, "--seed", "0", "--train", str(wide_data / "train.jsonl")]
+    runs = {"grpo": ["--method", "grpo", "--group", "tiny-llama"],
+            "ilr": ["--method", "ilr", "--group", "group1", "--ability", str(tmp_path / "tiny-llama.json"),
+                    str(tmp_path / "tiny-qwen-s.json"), "--difficulty", str(tmp_path / "difficulty.jsonl")]}
+    for method, args in runs.items():
+        out = tmp_path / method
+        r = stage("train", *common, *args, "--out-dir", str(out))
+        assert r.returncode == 0, f"{method}:\n{r.stdout[-3000:]}\n{r.stderr[-6000:]}"
+        members = ["tiny-llama"] if method == "grpo" else ["tiny-llama", "tiny-qwen-s"]
+        rollouts = read_jsonl(out / ("tiny-llama" if method == "grpo" else "") / "rollouts.jsonl")
+        assert {row["step"] for row in rollouts} == {1, 2}, method
+        for name in members:
+            trl_args = torch.load(out / name / "final" / "training_args.bin", weights_only=False)
+            assert trl_args.use_vllm and trl_args.vllm_mode == "colocate"   # TRL sampled through vLLM
+            assert (out / name / "final" / "config.json").is_file()
+        if method == "ilr":   # each member sampled by the coordinator through its own engine
+            assert all(set(row["models"]) == set(members) for row in rollouts)
+
+
+@pytest.mark.vllm
 @pytest.mark.parametrize("change, key, expected", [
     ({"generation": {"max_model_len": 4096}}, "generation.max_model_len", "exceeds the 512 positions"),
     ({"generation": {"kv_cache_gib": None}}, "generation.kv_cache_gib", "as a share of the machine's RAM"),
     ({"numerics": {"cpu_isa": "avx2"}}, "numerics.cpu_isa", "expected native"),
 ])
-def test_config_errors_before_the_engine_starts(tmp_path, tiny_config, wide_models, wide_data, change, key, expected):
+def test_config_errors_before_the_engine_starts(tmp_path, tiny_config, wide_models, change, key, expected):
+    """What every inference stage calls (open_engine), here in the test's process: refused before vLLM starts
+    (an engine would take its start-up; the refusal takes no engine process at all)."""
+    import multiprocessing
+
+    from ilr import config as cfg_module
+    from ilr.generation import open_engine
+
     cfg, path = study(tmp_path, tiny_config, wide_models, "vllm")
     for section, values in change.items():
         for k, v in values.items():
             cfg[section].pop(k) if v is None else cfg[section].__setitem__(k, v)
     with open(path, "w") as f:
         yaml.safe_dump(cfg, f)
-    r = stage("evaluate", "--config", path, "--model-path", str(wide_models["tiny-llama"]), "--benchmarks",
-              "arith", "--data-dir", str(wide_data), "--out-dir", str(tmp_path / "out"), "--model", "tiny-llama")
-    assert r.returncode != 0
-    assert f"{path}: {key}: " in r.stderr and expected in r.stderr, r.stderr[-3000:]
-    assert "Initializing a V1 LLM engine" not in r.stdout + r.stderr   # refused before vLLM started
+    config = cfg_module.load(path)
+    with pytest.raises(ConfigError) as e:
+        open_engine(config, wide_models["tiny-llama"], "small", source=path)
+    assert str(e.value).startswith(f"{path}: {key}: ") and expected in str(e.value), str(e.value)
+    assert not multiprocessing.active_children()   # no engine process was started
 
 
 # -------------------------------------------------------------------------- without vLLM (also `make test`)
