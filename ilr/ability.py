@@ -33,7 +33,7 @@ def main(args: argparse.Namespace) -> int:
     config = cfg.load(args.config)
     ab = config["ability"]
     model = config["models"][args.model]
-    engine = open_engine(config, model["path"], model["size"])
+    engine = open_engine(config, model["path"], model["size"], source=args.config)
     records = read_jsonl(args.val)
     graded = answer_and_grade(engine, load_prompts(config["prompts"]), records, ab["samples"], ab["temperature"],
                               ab["max_new_tokens"], progress=True)

@@ -122,7 +122,7 @@ def refine(raw: list[float], tiebreak: list[float | None] | None, scale: str) ->
     return out
 
 
-def rate_with_models(config: dict, models: list[str], records: list[dict]
+def rate_with_models(config: dict, models: list[str], records: list[dict], source: str = "config"
                      ) -> tuple[list[dict[str, float | None]], list[float | None]]:
     """Per question each model's value ({model: value or None}) and the second signal for `refine` (the mean
     length in characters of every model's sampled answers: `empirical`; None for `self_rank`, which samples
@@ -139,7 +139,8 @@ def rate_with_models(config: dict, models: list[str], records: list[dict]
     ratings: list[dict[str, float | None]] = [{} for _ in records]
     lengths: list[list[int]] = [[] for _ in records]
     for name in models:
-        engine = open_engine(config, config["models"][name]["path"], config["models"][name]["size"])
+        engine = open_engine(config, config["models"][name]["path"], config["models"][name]["size"],
+                             source=source)
         # sampled ratings (T > 0) are the same in every run and whatever the group's order
         torch.manual_seed(stable_seed("difficulty", name))
         if spec["method"] == "self_rank":
@@ -227,7 +228,7 @@ def main(args: argparse.Namespace) -> int:
     if method == "level":
         ratings, tiebreak = [{"level": parse_level(r)} for r in records], None
     else:
-        ratings, tiebreak = rate_with_models(config, models, records)
+        ratings, tiebreak = rate_with_models(config, models, records, args.config)
     raw = combine(ratings)
     difficulties = refine(raw, tiebreak, scale)
     second = tiebreak or [None] * len(records)

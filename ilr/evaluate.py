@@ -99,7 +99,8 @@ def main(args: argparse.Namespace) -> int:
     config = cfg.load(args.config)
     ev = config["evaluation"]
     torch.manual_seed(args.seed)
-    engine = open_engine(config, args.model_path, config["models"][args.model]["size"], args.seed)
+    engine = open_engine(config, args.model_path, config["models"][args.model]["size"], args.seed,
+                         source=args.config)
     prompt_set = load_prompts(config["prompts"])
     checkpoint_hash = sha256_tree(args.model_path) if Path(args.model_path).exists() else args.model_path
     checkpoint_dvc = dvc_md5(args.model_path) if Path(args.model_path).exists() else None  # hub id: none

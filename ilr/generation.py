@@ -10,7 +10,7 @@ Engines (config `generation.engine`):
 - `TransformersEngine`: transformers' `generate` (batched, KV cache, left padding) on the model's device;
   the CPU path, and the training rollouts of the ILR family under DeepSpeed (parameters gathered for
   generation by `gather`, TRL's `unwrap_model_for_generation`).
-- `ilr.vllm_engine.VLLMEngine`: vLLM's offline engine for the inference stages on GPUs;
+- `ilr.vllm_engine.VLLMEngine`: vLLM's offline engine for the inference stages (GPUs; vLLM's CPU build in tests);
   `ilr.vllm_engine.TrainerVLLMEngine`: the vLLM engine TRL colocates with a GRPOTrainer
   (`use_vllm`), which the ILR coordinator samples through so that GRPO and ILR sample alike.
 vLLM is an optional extra (`pip install .[gpu]`), imported only by the code paths that use it.
@@ -166,12 +166,14 @@ def _generate(model, input_ids, attention, config):
         model.generation_config = saved
 
 
-def open_engine(config: dict, model_path: str | Path, size: str | None = None, seed: int = 0) -> Engine:
-    """The engine of an inference stage (ability, difficulty, evaluate, multi-agent): config `generation`."""
+def open_engine(config: dict, model_path: str | Path, size: str | None = None, seed: int = 0,
+                source: str = "config") -> Engine:
+    """The engine of an inference stage (ability, difficulty, evaluate, multi-agent): config `generation`.
+    `source`: the config file, which vLLM's config errors name."""
     gen = config["generation"]
     if gen["engine"] == "vllm":
         from ilr.vllm_engine import VLLMEngine
 
-        return VLLMEngine(model_path, gen, seed, size)
+        return VLLMEngine(model_path, config, seed, size, source)
     model, tokenizer = load_model(model_path)
     return TransformersEngine(model, tokenizer)

@@ -69,7 +69,8 @@ def main(args: argparse.Namespace) -> int:
     # the models answer together, so they share the job's GPUs: each vLLM engine takes its part of them
     shared = dict(config, generation={**config["generation"], "gpu_memory_utilization":
                                       config["generation"]["gpu_memory_utilization"] / len(args.models)})
-    members = {n: open_engine(shared, p, config["models"][n]["size"]) for n, p in zip(args.models, paths)}
+    members = {n: open_engine(shared, p, config["models"][n]["size"], source=args.config)
+               for n, p in zip(args.models, paths)}
     prompt_set = load_prompts(config["prompts"])
     records = read_jsonl(Path(args.data_dir) / "bench" / f"{args.benchmark}.jsonl")
     torch.manual_seed(0)

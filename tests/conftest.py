@@ -38,6 +38,19 @@ __all__ = ["REPO", "SHARED_DATA", "make_llama3_style_model", "make_random_model"
            "train_args"]
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `vllm` run where vLLM is importable (`make test-vllm`'s .venv-vllm), skip elsewhere."""
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is not None:
+        return
+    skip = pytest.mark.skip(reason="vllm is not importable here: `make test-vllm` builds .venv-vllm (vLLM's CPU "
+                                   "build) and runs the tests marked vllm")
+    for item in items:
+        if item.get_closest_marker("vllm"):
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def shared_data():
     if not SHARED_DATA.is_dir():

@@ -112,11 +112,8 @@ def mixed_questions(warm_models: dict, n: int = 32) -> list[dict]:
     return copy.deepcopy(_mixed_questions(tuple(str(p) for p in warm_models.values()), n))
 
 
-def make_warm_study(tmp_path: Path, base: dict, models: dict[str, Path]) -> tuple[dict, Path, Path]:
-    """A study config in tmp over the warm models, with easy one-step training questions; returns
-    (config, path, tmp_path), tmp_path holding train.jsonl, the two ability files and difficulty.jsonl."""
-    from ilr.io import write_json, write_jsonl
-
+def two_model_config(tmp_path: Path, base: dict, models: dict[str, Path]) -> dict:
+    """The tiny config over two models (tiny-llama, tiny-qwen-s at `models`' paths): one group, one pair."""
     cfg = copy.deepcopy(base)
     cfg["results"] = str(tmp_path / "results")
     for name, path in models.items():
@@ -135,6 +132,15 @@ def make_warm_study(tmp_path: Path, base: dict, models: dict[str, Path]) -> tupl
             m["helper"] = "tiny-qwen-s"
     cfg["training"].update(steps=4, questions_per_step=4, num_generations=4, max_new_tokens=24, save_steps=2)
     cfg["tables"]["ablation"]["rows"] = [["tiny-llama", "group1"], ["tiny-qwen-s", "group1"]]
+    return cfg
+
+
+def make_warm_study(tmp_path: Path, base: dict, models: dict[str, Path]) -> tuple[dict, Path, Path]:
+    """A study config in tmp over the warm models, with easy one-step training questions; returns
+    (config, path, tmp_path), tmp_path holding train.jsonl, the two ability files and difficulty.jsonl."""
+    from ilr.io import write_json, write_jsonl
+
+    cfg = two_model_config(tmp_path, base, models)
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
     records = mixed_questions(models)

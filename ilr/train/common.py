@@ -9,6 +9,7 @@ without shuffling, `questions_per_step` questions per optimizer step whatever th
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import shutil
@@ -177,6 +178,9 @@ def model_grpo_config(config: dict, args: TrainingArgs, seed: int, model_name: s
     from ilr.vllm_engine import trl_vllm_args
 
     vllm = trl_vllm_args(config["generation"], config["models"][model_name]["size"])
+    if vllm["use_vllm"] and "kv_cache_gib" in config["generation"]:
+        # TRL passes vLLM no KV-cache size; vLLM's CPU platform reads this one (whole GiB), GPUs ignore it
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(math.ceil(config["generation"]["kv_cache_gib"])))
     return grpo_config(args, seed, RunPaths(run_dir).checkpoints,
                        **{**trl_kwargs(config, args, run_dir), **vllm, **overrides})
 
@@ -192,6 +196,10 @@ def grpo_trainer(trainer_class, model, tokenizer, dataset, reward, trl_args, sto
                                   processing_class=tokenizer, args=trl_args, **extra))
     tensorboard_in_run_dir(trainer, Path(trl_args.output_dir).parent)
     trainer.add_callback(stop)
+    if trl_args.use_vllm:
+        from ilr.vllm_engine import fit_weight_sync
+
+        fit_weight_sync(trainer)
     return trainer
 
 
