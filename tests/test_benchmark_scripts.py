@@ -27,7 +27,7 @@ def bench(name: str, *args: str, timeout: int = 900) -> str:
 def test_every_script_is_covered():
     """A new benchmark script needs its small run below."""
     covered = {"aipo_step.py", "calibration_levers.py", "gpu_smoke.py", "grading_rates.py", "grading_speed.py",
-               "ilr_step.py"}
+               "ilr_step.py", "warm_start.py"}
     assert set(SCRIPTS) == covered, set(SCRIPTS) ^ covered
 
 
@@ -41,6 +41,10 @@ def test_step_benchmarks(warm_models):
 def test_grading_benchmarks(shared_data):
     assert bench("grading_rates.py", "--data", str(shared_data), "--limit", "20", "--only", "gsm8k", "math500")
     assert bench("grading_speed.py", "--data", str(shared_data), "--repeat", "1", "--skip-mbpp")
+
+
+def test_warm_start_benchmark():
+    assert bench("warm_start.py", "--repeat", "1", "--warmup-steps", "5").startswith("ratio ")
 
 
 def test_calibration_levers_on_a_real_ilr_run(warm_study):
