@@ -446,6 +446,10 @@ def test_several_seeds_show_spread_and_seed_test(tmp_path, tiny_config):
     assert float(ilr["p_value"]) == pytest.approx(sps.ttest_rel(a, b).pvalue, abs=1e-4)
     md = (tmp_path / "tables" / "main.md").read_text()
     assert " ± " in md and "standard deviation over seeds" in md
+    # Δ vs Base (one untrained seed): the row's seed-averaged accuracy, the number its cell shows
+    assert float(g["delta_vs_base"]) == pytest.approx(float(g["arith"]) - float(base["arith"]),
+                                                                         abs=1e-3)
+    assert "seed-averaged per-question accuracy against Base" in md
 
 
 def test_paper_numbers_side_by_side(tmp_path):

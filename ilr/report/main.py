@@ -12,7 +12,8 @@ Paired tests (ilr/report/stats.py):
 One seed: over questions (stats.paired_test: the 95% percentile-bootstrap CI of the paired difference,
 the permutation test's p; `evaluation.bootstrap` resamples, seed 0; each column's questions resampled
 independently). Several seeds: paired t-test over seeds (seed s of one row against seed s of the other, on
-the per-seed mean of the columns).
+the per-seed mean of the columns); against a row of one seed (Base: untrained, the same for every seed),
+the seed-averaged per-question accuracy, paired over questions as for one seed.
 """
 
 from __future__ import annotations
@@ -108,16 +109,20 @@ def compare(row: dict, base: dict, resamples: int, cols: list[str] | None = None
             return [float(np.mean([r["cells"][c]["per_seed"][r["seeds"].index(s)] for c in cols])) for s in seeds]
         d, p = stats.paired_t_test(per_seed(row, common), per_seed(base, common))
         return {"delta": d, "p": p, "test": f"paired t-test over seeds {' '.join(map(str, common))}"}
-    sa, sb = (common[0], common[0]) if common else (row["seeds"][0], base["seeds"][0])
+    sb = common[0] if common else base["seeds"][0]
+    # against a row of one seed (the untrained Base, the same whatever the seed) a row of several seeds
+    # counts with its seed-averaged per-question accuracy, the numbers its cells show
+    seeds = row["seeds"] if len(base["seeds"]) == 1 else [common[0] if common else row["seeds"][0]]
     pairs = []
     for name in cols:
         ca, cb = row["cells"][name], base["cells"][name]
-        qa = dict(zip(ca["keys"], ca["per_seed_q"][ca["seeds"].index(sa)]))
+        qa = dict(zip(ca["keys"], np.mean([ca["per_seed_q"][ca["seeds"].index(s)] for s in seeds], axis=0)))
         qb = dict(zip(cb["keys"], cb["per_seed_q"][cb["seeds"].index(sb)]))
         keys = [k for k in ca["keys"] if k in qb]
         pairs.append((np.array([qa[k] for k in keys]), np.array([qb[k] for k in keys])))
+    which = f"seed {seeds[0]}" if len(seeds) == 1 else f"the mean of seeds {' '.join(map(str, seeds))} against seed {sb}"
     return {**stats.paired_test(pairs, resamples),
-            "test": f"paired over questions, seed {sa}: bootstrap CI, permutation p"}
+            "test": f"paired over questions, {which}: bootstrap CI, permutation p"}
 
 
 BASELINES = ("grpo", "ppo")   # the paper's baselines: the trainers ILR is compared with
@@ -175,7 +180,10 @@ def caption(config: dict, rows: list[dict]) -> str:
                 f"{ev['bootstrap']} resamples each."))
     if spec.get("vs_base"):
         text += (f" Δ {spec['vs_base']} vs Base: each trained row against its model's untrained Base on "
-                 f"{spec['vs_base']} (the in-distribution benchmark), the same paired test.")
+                 f"{spec['vs_base']} (the in-distribution benchmark), "
+                 + ("the same paired test." if len(config["seeds"]) == 1 else
+                    "over questions: the row's seed-averaged per-question accuracy against Base's (one "
+                    "untrained model), a paired bootstrap CI and a permutation p."))
     labelled = {m.upper(): m for m in single_methods(config)}
     ilr_m = spec.get("ilr_method", ILR_METHOD)
     if ilr_m in config["methods"]:
