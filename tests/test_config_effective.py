@@ -44,7 +44,7 @@ def snapshot(root: Path) -> dict[str, tuple[bytes, int, int]]:
 
 
 def planned_configs(out: str) -> set[str]:
-    return set(re.findall(r"-m ilr [\w-]+ --config (\S+)", out))
+    return set(re.findall(r"(?:^|\s)ilr [\w-]+ --config (\S+)", out))
 
 
 def test_dry_run_writes_nothing_and_plans_one_hashed_config(tmp_path):

@@ -77,7 +77,7 @@ def test_paper_dryrun_with_slurm_profile(tmp_path):
     # the paper config alone, not merged with the tiny default; every job reads one effective config, which
     # a dry-run does not write (nothing under results/)
     assert "tiny-" not in out
-    assert len(set(re.findall(r"-m ilr [\w-]+ --config (\S+)", out))) == 1
+    assert len(set(re.findall(r"(?:^|\s)ilr [\w-]+ --config (\S+)", out))) == 1
     assert re.search(rf"--config {results}/\.config/[0-9a-f]{{16}}\.yaml ", out)
     assert not results.exists()
 
