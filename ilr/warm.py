@@ -132,10 +132,7 @@ def _request(sock: socket.socket, module: str, args: list[str]) -> tuple[int | N
             signal.signal(sig, forward)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
     while True:
-        try:
-            msg = lines.next()
-        except InterruptedError:
-            continue
+        msg = lines.next()       # a forwarded signal interrupts nothing here: Python retries the call (PEP 475)
         if msg is None:          # the fork has exited (its end of the socket closed)
             break
         rc = msg.get("rc", rc)
@@ -346,7 +343,7 @@ def _watch_client(conn: socket.socket) -> None:
 
 # ------------------------------------------------------------------------------------ start/stop (Snakefile)
 
-def start(numerics: dict, directory: str | None = None, timeout: float = 120.0):
+def start(numerics: dict):
     """Start a server for this process's jobs (sets SOCKET_ENV here, so the jobs inherit it); returns the
     server's Popen (stop it with `stop`), or None where warm starts are off (ILR_WARM=0)."""
     import subprocess
@@ -357,7 +354,7 @@ def start(numerics: dict, directory: str | None = None, timeout: float = 120.0):
     from ilr import numerics as numerics_mod
 
     # a short path: a Unix socket's name is limited to ~100 bytes
-    path = os.path.join(tempfile.mkdtemp(prefix="ilr-warm-", dir=directory), "s")
+    path = os.path.join(tempfile.mkdtemp(prefix="ilr-warm-"), "s")
     env = dict(os.environ, **numerics_mod.environment(numerics))
     proc = subprocess.Popen([sys.executable, "-m", "ilr.warm", "serve", path, str(os.getpid())], env=env,
                             start_new_session=True, stdin=subprocess.DEVNULL)
