@@ -40,37 +40,67 @@ def run_idea3(members: dict[str, Engine], prompt_set: PromptSet, records: list[d
     """members: name -> the engine that samples from it. modes: per record, the mode of every model (a str),
     no interaction (None) or each model's own mode (a mapping name -> mode). Returns, per model, one
     Idea3Output per record."""
-    names = list(members)
-    out = {n: [Idea3Output() for _ in records] for n in names}
-
-    def mode(q: int, name: str) -> str | None:
-        return modes[q][name] if isinstance(modes[q], Mapping) else modes[q]
-
+    out = {n: [Idea3Output() for _ in records] for n in members}
     interacting = [q for q, m in enumerate(modes) if m is not None]
-    shared = range(len(records)) if n_sharing > 1 else interacting
-
-    def generate(name: str, texts: list[str], n: int) -> list[list[Sample]]:
-        return members[name].sample_texts(texts, n=n, max_new_tokens=max_new_tokens, temperature=temperature)
-
-    def peers_of(name: str, q: int, stage: str) -> list[str]:
-        return [getattr(out[o][q], stage) for o in names if o != name]
-
+    shared = list(range(len(records))) if n_sharing > 1 else interacting
+    stage = _Stage(members, prompt_set, records, modes, out, temperature, max_new_tokens)
     if shared:
-        for name in names:  # 1. Sharing
-            for q, s in zip(shared, generate(name, [prompt_set.solve(records[q]) for q in shared], n_sharing)):
-                out[name][q].sharing_samples = s
-                out[name][q].sharing = s[0].text
+        sharing(stage, shared, n_sharing)
     if interacting:
-        for name in names:  # 2. Analysis
-            texts = [prompt_set.analysis(mode(q, name), records[q], out[name][q].sharing, peers_of(name, q, "sharing"))
-                     for q in interacting]
-            for q, s in zip(interacting, generate(name, texts, 1)):
-                out[name][q].analysis = s[0].text
-    for name in names:  # 3. Fusion (or the solo answer where there is no interaction)
-        for q, rec in enumerate(records):
-            o = out[name][q]
-            o.fusion_prompt = (prompt_set.solve(rec) if modes[q] is None else
-                               prompt_set.fusion(mode(q, name), rec, o.sharing, peers_of(name, q, "sharing"), o.analysis))
-        for q, s in zip(range(len(records)), generate(name, [o.fusion_prompt for o in out[name]], n_fusion)):
-            out[name][q].fusion = s
+        analysis(stage, interacting)
+    fusion(stage, n_fusion)
     return out
+
+
+@dataclass
+class _Stage:
+    """What every stage reads: the engines, prompts, the step's records and modes, and the outputs so far."""
+    members: dict[str, Engine]
+    prompt_set: PromptSet
+    records: list[dict]
+    modes: list[Modes]
+    out: dict[str, list[Idea3Output]]
+    temperature: float
+    max_new_tokens: int
+
+    def mode(self, q: int, name: str) -> str | None:
+        m = self.modes[q]
+        return m[name] if isinstance(m, Mapping) else m
+
+    def peers(self, name: str, q: int, attr: str) -> list[str]:
+        return [getattr(self.out[o][q], attr) for o in self.members if o != name]
+
+    def generate(self, name: str, texts: list[str], n: int) -> list[list[Sample]]:
+        return self.members[name].sample_texts(texts, n=n, max_new_tokens=self.max_new_tokens,
+                                               temperature=self.temperature)
+
+
+# The stages are module functions so that benchmarks/ilr_step.py can time each.
+
+def sharing(st: _Stage, questions: list[int], n: int) -> None:
+    """1. Every model solves the questions alone; its first answer is the idea the peers read."""
+    for name in st.members:
+        for q, s in zip(questions, st.generate(name, [st.prompt_set.solve(st.records[q]) for q in questions], n)):
+            st.out[name][q].sharing_samples = s
+            st.out[name][q].sharing = s[0].text
+
+
+def analysis(st: _Stage, questions: list[int]) -> None:
+    """2. Every model reads its peers' ideas and writes an analysis (in its mode on the question)."""
+    for name in st.members:
+        texts = [st.prompt_set.analysis(st.mode(q, name), st.records[q], st.out[name][q].sharing,
+                                        st.peers(name, q, "sharing")) for q in questions]
+        for q, s in zip(questions, st.generate(name, texts, 1)):
+            st.out[name][q].analysis = s[0].text
+
+
+def fusion(st: _Stage, n: int) -> None:
+    """3. Every model's final answers: from the Fusion prompt, or the solve prompt where there is no interaction."""
+    for name in st.members:
+        for q, rec in enumerate(st.records):
+            o = st.out[name][q]
+            o.fusion_prompt = (st.prompt_set.solve(rec) if st.modes[q] is None else
+                               st.prompt_set.fusion(st.mode(q, name), rec, o.sharing, st.peers(name, q, "sharing"),
+                                                    o.analysis))
+        for o, s in zip(st.out[name], st.generate(name, [o.fusion_prompt for o in st.out[name]], n)):
+            o.fusion = s

@@ -15,13 +15,14 @@ from factories import REPO, run_ilr, train_args
 SCRIPTS = sorted(p.name for p in (REPO / "benchmarks").glob("*.py"))
 
 
-def bench(name: str, *args: str, timeout: int = 900) -> str:
+def bench(name: str, *args: str, timeout: int = 900, whole: bool = False) -> str:
+    """The script's last line printed (its headline), or with `whole` all it printed."""
     r = subprocess.run([sys.executable, str(REPO / "benchmarks" / name), *args], cwd=REPO, capture_output=True,
                        text=True, timeout=timeout)
     assert r.returncode == 0, f"{name}: exit {r.returncode}\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
     lines = [ln for ln in r.stdout.splitlines() if ln.strip()]
     assert lines, f"{name} printed nothing"
-    return lines[-1]
+    return "\n".join(lines) if whole else lines[-1]
 
 
 def test_every_script_is_covered():
@@ -34,7 +35,8 @@ def test_every_script_is_covered():
 def test_step_benchmarks(warm_models):
     models = [str(p) for p in warm_models.values()]
     small = ("--steps", "2", "--questions", "2", "--G", "2")   # the figures: medians over the steps after the first
-    assert "ratio" in bench("ilr_step.py", "--models", *models, *small).lower()
+    out = bench("ilr_step.py", "--models", *models, *small, "--sizes", "32x1", whole=True)
+    assert "generate: Idea3 fusion" in out and "32x1" in out and out.splitlines()[-1].startswith("ratio ")
     assert bench("aipo_step.py", "--model", models[0], "--helper", models[1], *small)
 
 
