@@ -317,6 +317,8 @@ def main() -> None:
     for k in sorted(set(grpo_phases) | set(ilr_phases), key=lambda k: (k.startswith("other"), k)):
         print(f"{k:44s}{grpo_phases.get(k, 0.0):10.3f}{ilr_phases.get(k, 0.0):10.3f}")
     print(f"{'step (mean)':44s}{sum(grpo_phases.values()):10.3f}{sum(ilr_phases.values()):10.3f}")
+    print("(a mean over the steps: an occasional slow step, a checkpoint or the writer's flush, lands in `other`; "
+          "the step times below are medians)")
     print(f"\ntokens per step{'':29s}{'GRPO':>10s}{'ILR':>10s}")
     for k in sorted(set(grpo_tokens) | set(ilr_tokens)):
         print(f"{k:44s}{grpo_tokens.get(k, 0):10.0f}{ilr_tokens.get(k, 0):10.0f}")
