@@ -140,7 +140,8 @@ def profiled(run, step_thread: str) -> tuple[float, dict, dict]:
     prof = Profile()
 
     def count_generated(p, args, kwargs, out):
-        p.count(f"generated: {p.current_phase().removeprefix('generate: ')}", sum(len(s.completion_ids) for ss in out for s in ss))
+        stage = p.current_phase().removeprefix("generate: ")
+        p.count(f"generated: {stage}", sum(len(s.completion_ids) for ss in out for s in ss))
 
     def count_trained(p, args, kwargs, out):
         inputs = args[2]
@@ -162,7 +163,6 @@ def profiled(run, step_thread: str) -> tuple[float, dict, dict]:
     prof.wrap(accelerate.Accelerator, "backward", "backward")
     prof.wrap(accelerate.optimizer.AcceleratedOptimizer, "step", "optimizer step")
     prof.wrap(transformers.trainer_callback.CallbackHandler, "on_log", "logging (TensorBoard, trainer log)")
-    prof.wrap(transformers.Trainer, "_save_checkpoint", "checkpoint (the last step's)")
     prof.wrap(transformers.trainer_callback.CallbackHandler, "on_step_end", "callbacks", after=step_end)
     try:
         run()
@@ -261,7 +261,8 @@ def main() -> None:
     ap.add_argument("--questions", type=int, default=8, help="questions per step")
     ap.add_argument("--G", type=int, default=4)
     ap.add_argument("--stages", default="fusion", choices=["fusion", "sharing,fusion"],
-                    help="training.train_stages of the ILR run (default: the paper's, fusion; the demo's: sharing,fusion)")
+                    help="training.train_stages of the ILR run (default: the paper's, fusion; "
+                         "the demo's: sharing,fusion)")
     ap.add_argument("--sizes", nargs="*", default=["64x2", "256x4"],
                     help="HIDDENxLAYERS of untrained models for the trend with model size (none: skip)")
     a = ap.parse_args()
@@ -317,7 +318,7 @@ def main() -> None:
     for k in sorted(set(grpo_phases) | set(ilr_phases), key=lambda k: (k.startswith("other"), k)):
         print(f"{k:44s}{grpo_phases.get(k, 0.0):10.3f}{ilr_phases.get(k, 0.0):10.3f}")
     print(f"{'step (mean)':44s}{sum(grpo_phases.values()):10.3f}{sum(ilr_phases.values()):10.3f}")
-    print("(a mean over the steps: an occasional slow step, a checkpoint or the writer's flush, lands in `other`; "
+    print("(a mean over the steps: an occasional slow step, of no phase named here, lands in `other`; "
           "the step times below are medians)")
     print(f"\ntokens per step{'':29s}{'GRPO':>10s}{'ILR':>10s}")
     for k in sorted(set(grpo_tokens) | set(ilr_tokens)):
