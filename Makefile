@@ -23,13 +23,18 @@ STAMP := $(VENV)/.ilr-installed
 # nothing reruns. SMK_ARGS: the study's Snakemake arguments (e.g. SMK_ARGS="--configfile config/paper.yaml").
 # DVC_DIRS: every directory under RESULTS that holds an output of `all` (tests/test_dvc.py checks that the
 # DAG has no output elsewhere) and `.config`, the effective configs the jobs read; each trained checkpoint
-# (runs/.../final) is a target of its own, beside the logs, metrics and resumable checkpoints of its run.
+# (runs/.../final) is a target of its own, and so is each file of its run's record (RUN_RECORD, in the run
+# directory or a member's): the rollout log (every reward recomputable; the coop_ratio table's cooperation
+# column reads it), the metrics the training-curve figures read, TensorBoard's events and the training log,
+# so that the tables rerun after `make pull` are the pushed ones. The resumable checkpoints stay out.
 RESULTS ?= results
 SMK_ARGS ?=
 DVC := $(VENV)/bin/dvc
 DVC_DIRS := .config data models ability difficulty eval multi_agent tables figures
+RUN_RECORD := rollouts.jsonl metrics.jsonl trainer_log.jsonl tensorboard train.log training_curve.png
 DVC_TARGETS = $(wildcard $(addprefix $(RESULTS)/,$(DVC_DIRS))) \
-              $(wildcard $(RESULTS)/runs/*/*/seed*/*/final)
+              $(wildcard $(RESULTS)/runs/*/*/seed*/*/final) \
+              $(wildcard $(foreach f,$(RUN_RECORD),$(RESULTS)/runs/*/*/seed*/$(f) $(RESULTS)/runs/*/*/seed*/*/$(f)))
 
 venv: $(STAMP)
 

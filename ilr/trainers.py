@@ -32,6 +32,8 @@ class Trainer:
     about: str = ""
     report_to: tuple[str, ...] = ("tensorboard",)   # the integrations of config training.report_to it writes
                                       # curves to (ilr/train/trackers.py); check-config refuses the others
+    vllm: bool = True                 # samples through TRL's colocated vLLM engine where generation.engine is
+                                      # vllm (its start checked before the job loads anything: ilr/train/__init__.py)
 
     def __post_init__(self):
         if self.memory not in MEMORY:
@@ -41,7 +43,8 @@ class Trainer:
 TRAINERS: dict[str, Trainer] = {t.name: t for t in (
     Trainer("grpo", "ilr.train.grpo", group=False, memory="trl", about="TRL's GRPOTrainer",
             report_to=("tensorboard", "wandb", "trackio")),
-    Trainer("ppo", "ilr.train.ppo", group=False, memory="actor_critic", about="a small actor-critic on accelerate"),
+    Trainer("ppo", "ilr.train.ppo", group=False, memory="actor_critic", vllm=False,
+            about="a small actor-critic on accelerate (transformers generation)"),
     Trainer("ilr", "ilr.train.ilr", group=True, memory="trl_stages",
             about="the group trainer: one GRPOTrainer per member"),
     Trainer("aipo", "ilr.train.aipo", group=False, memory="trl", extra_models=("helper",),

@@ -15,7 +15,9 @@ arguments a cluster run passes are tested on a machine without vLLM (tests/test_
 What would crash inside vLLM's engine process (with a message about its own flags, after a minute of
 start-up) is refused before the engine starts, as a ConfigError naming the config file and key
 (`check_engine`): a context longer than the model's positions, and on vLLM's CPU platform a KV cache
-that is not sized in GiB and the tiny study's pinned CPU ISA.
+that is not sized in GiB and the tiny study's pinned CPU ISA. Every inference stage checks its engine as it
+opens it; a training job checks the engine TRL will colocate with each trained model before it loads anything
+(`check_training_engines`, from ilr/train/__init__.py: TRL starts it after the model is loaded).
 """
 
 from __future__ import annotations
@@ -74,6 +76,17 @@ def check_engine(config: dict, model_path: str, facts: dict, on_cpu: bool, sourc
         raise ConfigError(source, "numerics.cpu_isa",
                           f"native, but this process inherited {', '.join(pinned)} (a pinned parent, "
                           "ilr/numerics.py): unset them to run vLLM's CPU engine")
+
+
+def check_training_engines(config: dict, model_paths: list[str], source: str) -> None:
+    """check_engine for the colocated engine of each model a training job trains (TRL starts it with the
+    trainer, minutes into a large job: the refusal comes before the job loads anything)."""
+    import psutil
+    from vllm.platforms import current_platform  # noqa: PLC0415 - optional dependency
+
+    for path in model_paths:
+        check_engine(config, str(path), model_facts(str(path)), current_platform.is_cpu(), source,
+                     psutil.virtual_memory().available)
 
 
 def tensor_parallel_size(generation: dict, size: str | None = None) -> int:

@@ -24,6 +24,8 @@ BIN = Path(sys.executable).parent
 # trained checkpoints (runs/<method>/<group>/seed<S>/<model>/final) are targets of their own
 DVC_DIRS = re.search(r"^DVC_DIRS := (.*)$", (REPO / "Makefile").read_text(), re.M).group(1).split()
 FINAL = re.compile(r"^runs/[^/]+/[^/]+/seed\d+/[^/]+/final$")
+# what the Makefile's .venv stamp depends on: newer than the stamp, `make push` / `make pull` reinstall the venv
+STAMP_INPUTS = re.search(r"^\$\(STAMP\): (.*)$", (REPO / "Makefile").read_text(), re.M).group(1).split()
 
 
 def sh(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
@@ -51,9 +53,11 @@ def working_tree(dst: Path) -> Path:
 def clone(src: Path, dst: Path) -> Path:
     sh(["git", "clone", "-q", str(src), str(dst)], cwd=src.parent)
     (dst / ".venv").symlink_to(BIN.parent)
-    # the shared .venv is up to date: a fresh checkout's pyproject.toml must not look newer than its stamp
-    # (make push / pull would reinstall it)
-    os.utime(dst / "pyproject.toml", (0, 0))
+    # the shared .venv is up to date: a fresh checkout's pyproject.toml and constraints must not look newer than
+    # its stamp (make push / pull would reinstall it, and its editable install would then import this clone's ilr)
+    assert STAMP_INPUTS, "the Makefile's $(STAMP) rule names no inputs"
+    for name in STAMP_INPUTS:
+        os.utime(dst / name, (0, 0))
     sh(["git", "config", "user.email", "t@t"], dst), sh(["git", "config", "user.name", "t"], dst)
     return dst
 
@@ -91,8 +95,14 @@ def test_every_output_of_all_is_versioned(tmp_path, study):
     assert not outside, f"outputs of `all` that make push/pull miss (Makefile DVC_DIRS): {outside[:10]}"
 
 
+def imported_ilr(tmp_path: Path) -> str:
+    """Where the shared .venv's python imports ilr from (outside any checkout's working directory)."""
+    return sh([str(BIN / "python"), "-c", "import ilr; print(ilr.__file__)"], tmp_path).stdout.strip()
+
+
 @pytest.mark.slow
 def test_push_pull_and_cached_reruns(tmp_path):
+    venv_ilr = imported_ilr(tmp_path)
     a = clone(working_tree(tmp_path / "src"), tmp_path / "a")
     c = reduced_config()
     (a / "study.yaml").write_text(yaml.safe_dump(c, sort_keys=False))
@@ -160,3 +170,13 @@ def test_push_pull_and_cached_reruns(tmp_path):
             assert files(a / "results" / d) == files(b / "results" / d), d
     r = smk(b, "-n", "all")
     assert "Nothing to be done" in r.stdout + r.stderr, r.stdout[-3000:]
+
+    # each run's record came too (rollout logs, metrics): the tables stage rerun in b writes a's tables, the
+    # coop_ratio table's cooperation column included (read from the rollout logs)
+    records = [p.relative_to(a) for p in (a / "results" / "runs").rglob("*.jsonl")]
+    assert any(p.name == "rollouts.jsonl" for p in records) and any(p.name == "metrics.jsonl" for p in records)
+    assert all((b / p).read_bytes() == (a / p).read_bytes() for p in records), "a run record was not pulled"
+    r = smk(b, "--forcerun", "tables", "all")
+    assert r.returncode == 0 and job_stats(r.stdout + r.stderr).get("tables") == 1, r.stderr[-3000:]
+    assert files(a / "results" / "tables") == files(b / "results" / "tables")
+    assert imported_ilr(tmp_path) == venv_ilr, "make push / pull reinstalled the shared .venv from a clone"

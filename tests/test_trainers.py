@@ -40,3 +40,11 @@ def test_single_and_group():
     assert set(trainers.single()) == {"grpo", "ppo", "aipo"}
     assert trainers.extra_models({"trainer": "aipo", "helper": "tiny-qwen-l"}) == ["tiny-qwen-l"]
     assert trainers.extra_models({"trainer": "grpo"}) == []
+
+
+def test_vllm_flag_marks_the_trainers_that_build_trls_engine():
+    """`vllm`: the trainers whose job checks TRL's colocated engine before it loads anything (ilr/train/__init__.py)
+    are exactly those whose module builds their TRL config with it (model_grpo_config: trl_vllm_args)."""
+    for name, t in trainers.TRAINERS.items():
+        source = (REPO / (t.module.replace(".", "/") + ".py")).read_text()
+        assert t.vllm == ("model_grpo_config(" in source), name

@@ -255,6 +255,21 @@ def test_config_errors_before_the_engine_starts(tmp_path, tiny_config, wide_mode
     assert not multiprocessing.active_children()   # no engine process was started
 
 
+@pytest.mark.vllm
+def test_a_training_job_refuses_its_engine_before_loading(tmp_path, tiny_config, wide_models, wide_data):
+    """TRL starts a trainer's colocated engine after the model is loaded (minutes into a large job): the train
+    stage checks it first, as the inference stages do, and writes nothing."""
+    cfg, path = study(tmp_path, tiny_config, wide_models, "vllm")
+    cfg["generation"]["max_model_len"] = 4096
+    with open(path, "w") as f:
+        yaml.safe_dump(cfg, f)
+    out = tmp_path / "grpo"
+    r = stage("train", "--config", path, "--method", "grpo", "--group", "tiny-llama", "--seed", "0",
+              "--train", str(wide_data / "train.jsonl"), "--out-dir", str(out))
+    assert r.returncode != 0 and f"{path}: generation.max_model_len: " in r.stderr, r.stderr[-3000:]
+    assert "exceeds the 512 positions" in r.stderr and not out.exists()
+
+
 # -------------------------------------------------------------------------- without vLLM (also `make test`)
 
 GEN = {"engine": "vllm", "gpu_memory_utilization": 0.9, "training_gpu_memory_utilization": 0.3,

@@ -65,6 +65,11 @@ def main(args: argparse.Namespace) -> int:
     dist.init()
     config = cfg.load(args.config)
     method = cfg.method_config(config, args.method)
+    if TRAINERS[method["trainer"]].vllm and config["generation"]["engine"] == "vllm":
+        from ilr.vllm_engine import check_training_engines
+
+        check_training_engines(config, [config["models"][n]["path"]
+                                        for n in cfg.trained_names(config, args.method, args.group)], args.config)
     torch.manual_seed(args.seed)
     try:
         importlib.import_module(TRAINERS[method["trainer"]].module).train(config, args)
