@@ -1,7 +1,7 @@
 # make demo          the whole study on the tiny default (config/config.yaml), CPU, minutes
 # make check-reference   compare the demo's tables and models with tests/reference (bit-identical on x86-64)
 # make seeds         the tiny study over seeds 0, 1, 2 (results/seeds): what the README's tiny claims rest on
-# make test          the test suite (without the tests marked `slurm` and `vllm`; a worker per CPU; the 20 slowest listed)
+# make test          the test suite (not the tests marked `slurm` and `vllm`; a worker per CPU; 20 slowest listed)
 # make test-vllm     vLLM's CPU build in .venv-vllm (constraints-vllm.txt), then the tests marked `vllm`
 #                    (tests/test_vllm.py: the inference stages through vLLM's engine, against transformers')
 # make test-slurm    a single-node Slurm cluster on this host (scripts/slurm-provision.sh: root, Debian), the tests
@@ -56,10 +56,10 @@ check-reference: $(STAMP)
 seeds: $(STAMP)
 	source $(VENV)/bin/activate && snakemake --cores $(CORES) all --config 'seeds=[0, 1, 2]' results=results/seeds
 
-# One pytest worker per CPU (pytest-xdist; at most 4, as a worker's training tests start processes of their own): most
-# tests run one torch thread or wait on a subprocess, so two workers on 2 cores took the suite from 24 min 3 s
-# to 14 min 28 s here (2026-12-07), and test-vllm's eight tests from 9 min 0 s (one worker, earlier that day) to 4 min 40 s.
-# Every test owns its tmp_path; a session fixture is built once per worker that needs it.
+# One pytest worker per CPU (pytest-xdist; at most 4, as a worker's training tests start processes of their
+# own): most tests run one torch thread or wait on a subprocess, so two workers on 2 cores took the suite from
+# 24 min 3 s to 14 min 28 s here (2026-12-07), and test-vllm's eight tests from 9 min 0 s (one worker, earlier
+# that day) to 4 min 40 s. Every test owns its tmp_path; a session fixture is built once per worker that needs it.
 PYTEST_WORKERS := -n logical --maxprocesses 4
 
 test: $(STAMP)
