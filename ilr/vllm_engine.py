@@ -17,7 +17,7 @@ start-up) is refused before the engine starts, as a ConfigError naming the confi
 (`check_engine`): a context longer than the model's positions, and on vLLM's CPU platform a KV cache
 that is not sized in GiB and the tiny study's pinned CPU ISA. Every inference stage checks its engine as it
 opens it; a training job checks the engine TRL will colocate with each trained model before it loads anything
-(`check_training_engines`, from ilr/train/__init__.py: TRL starts it after the model is loaded).
+(`check_engine_here`, from ilr/train/__init__.py: TRL starts it after the model is loaded).
 """
 
 from __future__ import annotations
@@ -78,15 +78,16 @@ def check_engine(config: dict, model_path: str, facts: dict, on_cpu: bool, sourc
                           "ilr/numerics.py): unset them to run vLLM's CPU engine")
 
 
-def check_training_engines(config: dict, model_paths: list[str], source: str) -> None:
-    """check_engine for the colocated engine of each model a training job trains (TRL starts it with the
-    trainer, minutes into a large job: the refusal comes before the job loads anything)."""
+def check_engine_here(config: dict, model_path: str, source: str) -> dict:
+    """check_engine on this machine (its platform, its available RAM) for an engine of `model_path`; returns
+    the checkpoint's facts. Called as an inference engine opens, and by a training job for the engine TRL will
+    colocate with each trained model, before it loads anything (TRL starts it minutes into a large job)."""
     import psutil
     from vllm.platforms import current_platform  # noqa: PLC0415 - optional dependency
 
-    for path in model_paths:
-        check_engine(config, str(path), model_facts(str(path)), current_platform.is_cpu(), source,
-                     psutil.virtual_memory().available)
+    facts = model_facts(str(model_path))
+    check_engine(config, str(model_path), facts, current_platform.is_cpu(), source, psutil.virtual_memory().available)
+    return facts
 
 
 def tensor_parallel_size(generation: dict, size: str | None = None) -> int:
@@ -213,12 +214,9 @@ class VLLMEngine(Engine):
     """vLLM's offline engine, from token ids."""
 
     def __init__(self, model_path: str, config: dict, seed: int, size: str | None = None, source: str = "config"):
-        import psutil
         from vllm import LLM  # noqa: PLC0415 - optional dependency
-        from vllm.platforms import current_platform
 
-        facts = model_facts(model_path)
-        check_engine(config, model_path, facts, current_platform.is_cpu(), source, psutil.virtual_memory().available)
+        facts = check_engine_here(config, model_path, source)
         self.llm = LLM(**engine_args(model_path, config["generation"], seed, size, facts["dtype"]))
         self.tokenizer = self.llm.get_tokenizer()
         self.eos = model_eos_ids(model_path, self.tokenizer)

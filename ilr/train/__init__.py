@@ -66,10 +66,10 @@ def main(args: argparse.Namespace) -> int:
     config = cfg.load(args.config)
     method = cfg.method_config(config, args.method)
     if TRAINERS[method["trainer"]].vllm and config["generation"]["engine"] == "vllm":
-        from ilr.vllm_engine import check_training_engines
+        from ilr.vllm_engine import check_engine_here
 
-        check_training_engines(config, [config["models"][n]["path"]
-                                        for n in cfg.trained_names(config, args.method, args.group)], args.config)
+        for name in cfg.trained_names(config, args.method, args.group):
+            check_engine_here(config, config["models"][name]["path"], args.config)
     torch.manual_seed(args.seed)
     try:
         importlib.import_module(TRAINERS[method["trainer"]].module).train(config, args)
