@@ -110,6 +110,7 @@ def grpo_config(args: TrainingArgs, seed: int, output_dir: Path, rows_per_questi
         temperature=args.temperature,
         top_k=0,
         max_completion_length=args.max_new_tokens,
+        gradient_checkpointing=args.gradient_checkpointing,
         shuffle_dataset=False,          # the order is question_schedule's, the same for every method
         save_strategy="steps",
         save_steps=args.save_steps,
