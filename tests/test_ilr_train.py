@@ -212,3 +212,27 @@ def test_pooled_advantages_let_calibration_act(warm_study):
     effect = max(m["calibration_effect"] for m in read_jsonl(out / "metrics.jsonl"))
     summary = json.loads((out / MODELS[0] / "final" / "training_summary.json").read_text())
     assert effect > 0.05 and summary["calibration_effect"] > 0.05 and not summary["calibration_inert"]
+
+
+def test_gradient_checkpointing_reaches_trl_and_changes_no_weight(warm_study):
+    """`training.gradient_checkpointing` is TRL's setting for every member (it once reached only PPO: TRL's own
+    default, on, applied), and recomputing the activations in backward changes no bit of what is trained: the
+    tiny default turns it off for speed with the same tables."""
+    cfg, config_path, d = warm_study
+    runs = {}
+    for on in (True, False):
+        cfg["training"]["gradient_checkpointing"] = on
+        path = d / f"config-{on}.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        out = runs[on] = d / f"gc-{on}"
+        proc = run_ilr(*train_args(d, path, "ilr", out))
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        for n in MODELS:
+            args = torch.load(out / n / "checkpoints" / "checkpoint-2" / "training_args.bin", weights_only=False)
+            assert args.gradient_checkpointing is on, n
+    for n in MODELS:
+        a, b = weights(runs[True], n), weights(runs[False], n)
+        assert all(torch.equal(a[k], b[k]) for k in a), f"{n}: weights differ with gradient checkpointing"
+        base = load_file(str(cfg["models"][n]["path"] + "/model.safetensors"))
+        assert not all(torch.equal(a[k], base[k]) for k in a), f"{n}: training did not move the weights"
+    assert read_jsonl(runs[True] / "rollouts.jsonl") == read_jsonl(runs[False] / "rollouts.jsonl")
