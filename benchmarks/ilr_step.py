@@ -147,6 +147,8 @@ def profiled(run, step_thread: str) -> tuple[float, dict, dict]:
         inputs = args[2]
         p.count("trained: completion tokens", int(inputs["completion_mask"].sum()))
         p.count("trained: positions (padded)", inputs["prompt_ids"].numel() + inputs["completion_ids"].numel())
+        # the rest of the padded positions is padding: TRL pads a step's rows to its longest prompt and completion
+        p.count("trained: positions (unpadded)", int(inputs["prompt_mask"].sum() + inputs["completion_mask"].sum()))
 
     def step_end(p, args, kwargs, out):
         with p.lock:
@@ -323,8 +325,10 @@ def main() -> None:
     print(f"\ntokens per step{'':29s}{'GRPO':>10s}{'ILR':>10s}")
     for k in sorted(set(grpo_tokens) | set(ilr_tokens)):
         print(f"{k:44s}{grpo_tokens.get(k, 0):10.0f}{ilr_tokens.get(k, 0):10.0f}")
+    padded, unpadded = "trained: positions (padded)", "trained: positions (unpadded)"
     print(f"generated tokens, ILR / GRPO {generated_ratio(result):.2f}; trained positions "
-          f"{ilr_tokens['trained: positions (padded)'] / grpo_tokens['trained: positions (padded)']:.2f}")
+          f"{ilr_tokens[padded] / grpo_tokens[padded]:.2f} (unpadded {ilr_tokens[unpadded] / grpo_tokens[unpadded]:.2f}); "
+          f"padding GRPO {1 - grpo_tokens[unpadded] / grpo_tokens[padded]:.0%}, ILR {1 - ilr_tokens[unpadded] / ilr_tokens[padded]:.0%}")
 
     floor = (G + 2) / G if a.stages == "fusion" else (2 * G + 1) / G
     if trend:
