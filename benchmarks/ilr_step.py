@@ -326,9 +326,10 @@ def main() -> None:
     for k in sorted(set(grpo_tokens) | set(ilr_tokens)):
         print(f"{k:44s}{grpo_tokens.get(k, 0):10.0f}{ilr_tokens.get(k, 0):10.0f}")
     padded, unpadded = "trained: positions (padded)", "trained: positions (unpadded)"
+    padding = {side: 1 - t[unpadded] / t[padded] for side, t in (("GRPO", grpo_tokens), ("ILR", ilr_tokens))}
     print(f"generated tokens, ILR / GRPO {generated_ratio(result):.2f}; trained positions "
           f"{ilr_tokens[padded] / grpo_tokens[padded]:.2f} (unpadded {ilr_tokens[unpadded] / grpo_tokens[unpadded]:.2f}); "
-          f"padding GRPO {1 - grpo_tokens[unpadded] / grpo_tokens[padded]:.0%}, ILR {1 - ilr_tokens[unpadded] / ilr_tokens[padded]:.0%}")
+          f"padding GRPO {padding['GRPO']:.0%}, ILR {padding['ILR']:.0%}")
 
     floor = (G + 2) / G if a.stages == "fusion" else (2 * G + 1) / G
     if trend:
