@@ -11,10 +11,12 @@ of all threads add up to the step; the time a member waits for its peers is not 
 
 Idea3 generates about (G + 2) / G times the tokens of GRPO if every stage's answers were as long as a solo
 answer: that ratio is the token floor (with `--stages sharing,fusion`, G solo answers per model too:
-(2G + 1) / G). The profile prints the tokens actually generated and trained on (the Fusion prompt, with the
-peers' ideas and the analysis, is several times a solo prompt, and a member trains on it). `--sizes HIDDENxLAYERS`
-repeats the comparison on untrained models of the first model's architecture at those sizes (their answers
-run to max_new_tokens at every stage, the floor's premise), to show the ratio's trend with model size.
+(2G + 1) / G). The profile prints the tokens actually generated and trained on, with and without the padding TRL
+adds to a step's rows (the Fusion prompt, with the peers' ideas and the analysis, is several times a solo
+prompt, and a member trains on it; with `sharing,fusion` its solo rows are padded to the Fusion prompts'
+width). `--sizes HIDDENxLAYERS` repeats the comparison on untrained models of the first model's architecture at
+those sizes (their answers run to max_new_tokens at every stage, the floor's premise), to show the ratio's
+trend with model size.
 Last line: `ratio X.XX` (the ILR step over the m GRPO steps, on --models).
 """
 
