@@ -330,7 +330,8 @@ def main() -> None:
     padded, unpadded = "trained: positions (padded)", "trained: positions (unpadded)"
     padding = {side: 1 - t[unpadded] / t[padded] for side, t in (("GRPO", grpo_tokens), ("ILR", ilr_tokens))}
     print(f"generated tokens, ILR / GRPO {generated_ratio(result):.2f}; trained positions "
-          f"{ilr_tokens[padded] / grpo_tokens[padded]:.2f} (unpadded {ilr_tokens[unpadded] / grpo_tokens[unpadded]:.2f}); "
+          f"{ilr_tokens[padded] / grpo_tokens[padded]:.2f} "
+          f"(unpadded {ilr_tokens[unpadded] / grpo_tokens[unpadded]:.2f}); "
           f"padding GRPO {padding['GRPO']:.0%}, ILR {padding['ILR']:.0%}")
 
     floor = (G + 2) / G if a.stages == "fusion" else (2 * G + 1) / G
