@@ -2,19 +2,22 @@
 
 Same models, prompts, questions and G. A step's time is the wall time from one optimizer step to the next
 (generation, loss, backward, optimizer, logging; for ILR the whole group: every member's update and the group
-rollout they wait for), median over the steps after the first. The profile splits the steps after the first
-into phases (wall time, each exclusive of the phases it calls; ILR's members run one at a time, so the phases
-of all threads add up to the step; the time a member waits for its peers is not a phase) and counts tokens.
+rollout they wait for), median over the steps after the first. GRPO's runs then ILR's make a round; the ratio
+is the median of the rounds' (this host's speed drifts by a third from one run to the next, whole runs at a
+time). The profile splits the steps after the first into phases (wall time, each exclusive of the phases it
+calls; ILR's members run one at a time, so the phases of all threads add up to the step; the time a member
+waits for its peers is not a phase) and counts tokens.
 
     python benchmarks/ilr_step.py [--models results/models/tiny-llama results/models/tiny-qwen-s]
-                                  [--sizes 64x2 256x4] [--stages fusion]
+                                  [--sizes 64x2 256x4] [--stages fusion] [--rounds 5] [--shared-prefix on|off]
 
 Idea3 generates about (G + 2) / G times the tokens of GRPO if every stage's answers were as long as a solo
 answer: that ratio is the token floor (with `--stages sharing,fusion`, G solo answers per model too:
 (2G + 1) / G). The profile prints the tokens actually generated and trained on, with and without the padding TRL
 adds to a step's rows (the Fusion prompt, with the peers' ideas and the analysis, is several times a solo
 prompt, and a member trains on it; with `sharing,fusion` its solo rows are padded to the Fusion prompts'
-width). `--sizes HIDDENxLAYERS` repeats the comparison on untrained models of the first model's architecture at
+width), and the positions the loss forward runs where each prompt runs once for its completions
+(`training.shared_prefix`, ilr/train/shared_prefix.py; `--shared-prefix off`: TRL's forward). `--sizes HIDDENxLAYERS` repeats the comparison on untrained models of the first model's architecture at
 those sizes (their answers run to max_new_tokens at every stage, the floor's premise), to show the ratio's
 trend with model size.
 Last line: `ratio X.XX` (the ILR step over the m GRPO steps, on --models).
@@ -137,7 +140,7 @@ def profiled(run, step_thread: str) -> tuple[float, dict, dict]:
 
     from ilr import idea3
     from ilr.generation import Engine
-    from ilr.train import ilr as ilr_trainer
+    from ilr.train import ilr as ilr_trainer, shared_prefix
 
     prof = Profile()
 
@@ -152,6 +155,10 @@ def profiled(run, step_thread: str) -> tuple[float, dict, dict]:
         # the rest of the padded positions is padding: TRL pads a step's rows to its longest prompt and completion
         p.count("trained: positions (unpadded)", int(inputs["prompt_mask"].sum() + inputs["completion_mask"].sum()))
 
+    def count_packed(p, args, kwargs, out):
+        # with training.shared_prefix each prompt runs once for its completions: the positions the forward runs
+        p.count("trained: positions run (shared prefix)", out.input_ids.numel())
+
     def step_end(p, args, kwargs, out):
         with p.lock:
             p.step_ends[threading.current_thread().name].append(time.perf_counter())
@@ -164,6 +171,7 @@ def profiled(run, step_thread: str) -> tuple[float, dict, dict]:
     prof.wrap(ilr_trainer.Turns, "wait", WAITING)
     prof.wrap(threading.Barrier, "wait", WAITING)
     prof.wrap(GRPOTrainer, "compute_loss", "loss forward", after=count_trained)
+    prof.watch(shared_prefix, "pack", count_packed)
     prof.wrap(accelerate.Accelerator, "backward", "backward")
     prof.wrap(accelerate.optimizer.AcceleratedOptimizer, "step", "optimizer step")
     prof.wrap(transformers.trainer_callback.CallbackHandler, "on_log", "logging (TensorBoard, trainer log)")
@@ -191,10 +199,12 @@ def study_config(paths: list[str], a) -> dict:
     config.pop("multi_agent")
     config["training"].update(steps=a.steps, questions_per_step=a.questions, num_generations=a.G,
                               save_steps=10 ** 6, train_stages=a.stages.split(","))
+    if a.shared_prefix:
+        config["training"]["shared_prefix"] = a.shared_prefix == "on"
     return study.validate(config)   # the schema's defaults filled in, as every stage sees them
 
 
-def compare(paths: list[str], a, tmp: Path) -> dict:
+def compare(paths: list[str], a, tmp: Path, warm_up: bool = True) -> dict:
     """GRPO on each model, then ILR on the group: step times, phases and tokens per step."""
     from ilr.io import write_json, write_jsonl
     from ilr.tiny.task import generate
@@ -211,11 +221,11 @@ def compare(paths: list[str], a, tmp: Path) -> dict:
         abilities.append(str(tmp / f"{n}.json"))
     write_jsonl(tmp / "d.jsonl", [{"id": r["id"], "difficulty": 0.5} for r in records])
     main = threading.current_thread().name
-    # one untimed run first: what a process does once, at its first training (lazy set-up), is not a step's cost
-    warm_up = copy.deepcopy(config)
-    warm_up["training"]["steps"] = 2
-    train_grpo(warm_up, "grpo", names[0], 0, str(tmp / "train.jsonl"), str(tmp / "warm-up"))
-    out = {"grpo": {}}
+    if warm_up:   # one untimed run: what a process does once, at its first training (lazy set-up), is no step's
+        short = copy.deepcopy(config)
+        short["training"]["steps"] = 2
+        train_grpo(short, "grpo", names[0], 0, str(tmp / "train.jsonl"), str(tmp / "warm-up"))
+    out = {"grpo": {}, "shared_prefix": config["training"]["shared_prefix"]}
     for n in names:
         out["grpo"][n] = profiled(lambda n=n: train_grpo(copy.deepcopy(config), "grpo", n, 0, str(tmp / "train.jsonl"),
                                                          str(tmp / f"grpo-{n}")), main)
@@ -267,6 +277,11 @@ def main() -> None:
     ap.add_argument("--stages", default="fusion", choices=["fusion", "sharing,fusion"],
                     help="training.train_stages of the ILR run (default: the paper's, fusion; "
                          "the demo's: sharing,fusion)")
+    ap.add_argument("--shared-prefix", choices=["on", "off"],
+                    help="training.shared_prefix of both sides (default: config/config.yaml's): off is TRL's forward")
+    ap.add_argument("--rounds", type=int, default=5,
+                    help="GRPO's runs then ILR's, this many times: the ratio is the rounds' median (the host's speed "
+                         "drifts from run to run)")
     ap.add_argument("--sizes", nargs="*", default=["64x2", "256x4"],
                     help="HIDDENxLAYERS of untrained models for the trend with model size (none: skip)")
     a = ap.parse_args()
@@ -296,8 +311,10 @@ def main() -> None:
     m, G = len(names), a.G
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        (tmp / "trained").mkdir()
-        result = compare(a.models, a, tmp / "trained")
+        rounds = []
+        for r in range(a.rounds):
+            (tmp / f"trained-{r}").mkdir()
+            rounds.append(compare(a.models, a, tmp / f"trained-{r}", warm_up=r == 0))
         trend = []
         for size, paths in zip(a.sizes, untrained_models(a.models[0], a.sizes, tmp)):
             (tmp / size).mkdir()
@@ -307,17 +324,25 @@ def main() -> None:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
                             text=True).stdout.strip()
     print(f"date {datetime.date.today()}  commit {commit}  torch threads 1  steps {a.steps} (median of the "
-          f"{a.steps - 1} after the first)  questions/step {a.questions}  G {G}  train_stages {a.stages}")
-    grpo = {n: r[0] for n, r in result["grpo"].items()}
-    ilr_step, ilr_phases, ilr_tokens = result["ilr"]
+          f"{a.steps - 1} after the first)  questions/step {a.questions}  G {G}  train_stages {a.stages}  "
+          f"shared_prefix {rounds[0]['shared_prefix']}")
+    # per round: each side's median step; the profile and tokens: means over the rounds
+    grpo = {n: statistics.median(r["grpo"][n][0] for r in rounds) for n in names}
+    ratios = [r["ilr"][0] / sum(g[0] for g in r["grpo"].values()) for r in rounds]
+    ilr_step = statistics.median(r["ilr"][0] for r in rounds)
     grpo_phases: dict[str, float] = collections.defaultdict(float)
     grpo_tokens: dict[str, float] = collections.defaultdict(float)
-    for _, phases, tokens in result["grpo"].values():
-        for k, v in phases.items():
-            grpo_phases[k] += v
-        for k, v in tokens.items():
-            grpo_tokens[k] += v
-    print(f"\nprofile, seconds per step (mean; the GRPO column adds the {m} models' steps)")
+    ilr_phases: dict[str, float] = collections.defaultdict(float)
+    ilr_tokens: dict[str, float] = collections.defaultdict(float)
+    for r in rounds:
+        for phase_sum, token_sum, (_, phases, tokens) in [(grpo_phases, grpo_tokens, g) for g in r["grpo"].values()] \
+                + [(ilr_phases, ilr_tokens, r["ilr"])]:
+            for k, v in phases.items():
+                phase_sum[k] += v / len(rounds)
+            for k, v in tokens.items():
+                token_sum[k] += v / len(rounds)
+    print(f"\nprofile, seconds per step (mean over the {len(rounds)} rounds' steps; the GRPO column adds the {m} "
+          f"models' steps)")
     print(f"{'phase':44s}{'GRPO':>10s}{'ILR':>10s}")
     for k in sorted(set(grpo_phases) | set(ilr_phases), key=lambda k: (k.startswith("other"), k)):
         print(f"{k:44s}{grpo_phases.get(k, 0.0):10.3f}{ilr_phases.get(k, 0.0):10.3f}")
@@ -329,10 +354,15 @@ def main() -> None:
         print(f"{k:44s}{grpo_tokens.get(k, 0):10.0f}{ilr_tokens.get(k, 0):10.0f}")
     padded, unpadded = "trained: positions (padded)", "trained: positions (unpadded)"
     padding = {side: 1 - t[unpadded] / t[padded] for side, t in (("GRPO", grpo_tokens), ("ILR", ilr_tokens))}
-    print(f"generated tokens, ILR / GRPO {generated_ratio(result):.2f}; trained positions "
+    print(f"generated tokens, ILR / GRPO {generated_ratio(rounds[0]):.2f}; trained positions "
           f"{ilr_tokens[padded] / grpo_tokens[padded]:.2f} "
           f"(unpadded {ilr_tokens[unpadded] / grpo_tokens[unpadded]:.2f}); "
           f"padding GRPO {padding['GRPO']:.0%}, ILR {padding['ILR']:.0%}")
+    run = "trained: positions run (shared prefix)"
+    if run in ilr_tokens and run in grpo_tokens:
+        print(f"positions the loss forward runs (training.shared_prefix): GRPO {grpo_tokens[run] / grpo_tokens[padded]:.0%}"
+              f", ILR {ilr_tokens[run] / ilr_tokens[padded]:.0%} of TRL's padded rows; ILR / GRPO "
+              f"{ilr_tokens[run] / grpo_tokens[run]:.2f}")
 
     floor = (G + 2) / G if a.stages == "fusion" else (2 * G + 1) / G
     if trend:
@@ -340,14 +370,18 @@ def main() -> None:
         print(f"{'HIDDENxLAYERS':16s}{'GRPO, all':>12s}{'ILR':>10s}{'ratio':>8s}{'/ floor':>9s}{'gen. tokens':>13s}")
         for size, g, i, tokens in trend:
             print(f"{size:16s}{g:12.3f}{i:10.3f}{i / g:8.2f}{i / g / floor:9.2f}{tokens:13.2f}")
-    print(f"\n{'':28s}{'seconds/step':>14s}")
+    print(f"\n{'':28s}{'seconds/step':>14s}  (median over the rounds of each round's median)")
     for n in names:
         print(f"GRPO {n:23s}{grpo[n]:14.3f}")
     print(f"GRPO, all {m} models{'':9s}{sum(grpo.values()):14.3f}")
     print(f"ILR, group of {m}{'':11s}{ilr_step:14.3f}")
+    ratio = statistics.median(ratios)
+    for k, r in enumerate(rounds, start=1):
+        steps = " + ".join(f"{r['grpo'][n][0]:.3f} ({generated_tokens(r['grpo'][n][2]):.0f} tok)" for n in names)
+        print(f"round {k} (GRPO's runs, then ILR's): GRPO {steps}, ILR {r['ilr'][0]:.3f}, ratio {ratios[k - 1]:.2f}")
     formula = "(G + 2) / G" if a.stages == "fusion" else "(2G + 1) / G"
-    print(f"token floor {formula} = {floor:.2f}; ILR / GRPO over the floor {ilr_step / sum(grpo.values()) / floor:.2f}")
-    print(f"ratio {ilr_step / sum(grpo.values()):.2f}")
+    print(f"token floor {formula} = {floor:.2f}; ILR / GRPO over the floor {ratio / floor:.2f}")
+    print(f"ratio {ratio:.2f}")
 
 
 if __name__ == "__main__":

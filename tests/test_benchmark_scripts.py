@@ -35,8 +35,9 @@ def test_every_script_is_covered():
 def test_step_benchmarks(warm_models):
     models = [str(p) for p in warm_models.values()]
     small = ("--steps", "2", "--questions", "2", "--G", "2")   # the figures: medians over the steps after the first
-    out = bench("ilr_step.py", "--models", *models, *small, "--sizes", "32x1", whole=True)
+    out = bench("ilr_step.py", "--models", *models, *small, "--rounds", "2", "--sizes", "32x1", whole=True)
     assert "generate: Idea3 fusion" in out and "32x1" in out and out.splitlines()[-1].startswith("ratio ")
+    assert "round 2 " in out and "positions the loss forward runs" in out
     assert bench("aipo_step.py", "--model", models[0], "--helper", models[1], *small)
 
 

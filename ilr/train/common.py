@@ -186,12 +186,17 @@ def model_grpo_config(config: dict, args: TrainingArgs, seed: int, model_name: s
                        **{**trl_kwargs(config, args, run_dir), **vllm, **overrides})
 
 
-def grpo_trainer(trainer_class, model, tokenizer, dataset, reward, trl_args, stop, rollout_func=None):
+def grpo_trainer(trainer_class, model, tokenizer, dataset, reward, trl_args, stop, rollout_func=None, *,
+                 shared_prefix: bool):
     """A TRL GRPOTrainer (or subclass) as every run makes it: quiet, stopping on signals through `stop`
     (preempt.stop_callback), sampling itself or through `rollout_func`, its TensorBoard curves in its run
-    directory (the parent of model_grpo_config's output_dir, `<run_dir>/checkpoints`)."""
+    directory (the parent of model_grpo_config's output_dir, `<run_dir>/checkpoints`), its loss forward
+    running each prompt once for its completions with `shared_prefix` (config training.shared_prefix)."""
+    from ilr.train import shared_prefix as sp
     from ilr.train.trackers import tensorboard_in_run_dir
 
+    if shared_prefix:
+        trainer_class = sp.trainer_class(trainer_class)
     extra = {"rollout_func": rollout_func} if rollout_func is not None else {}
     trainer = quiet(trainer_class(model=model, reward_funcs=reward, train_dataset=dataset,
                                   processing_class=tokenizer, args=trl_args, **extra))

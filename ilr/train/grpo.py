@@ -61,7 +61,8 @@ def train_grpo(config: dict, method: str, model_name: str, seed: int, train_path
     schedule = question_schedule(train_path, args.steps, args.questions_per_step, seed)
     dataset = records_dataset(schedule, lambda r: trl_prompt(tokenizer, prompts.solve(r)))
     correctness, write_rollouts = rollout_logger(run_dir, args.reward_format)
-    trainer = grpo_trainer(GRPOTrainer, model, tokenizer, dataset, correctness, trl_args, preempt.stop_callback())
+    trainer = grpo_trainer(GRPOTrainer, model, tokenizer, dataset, correctness, trl_args, preempt.stop_callback(),
+                           shared_prefix=args.shared_prefix)
     trainer.add_callback(write_rollouts)
     train_and_save(trainer, run_dir, args.steps)
 

@@ -31,6 +31,8 @@ Nothing of TRL's optimisation loop is rewritten; the custom pieces are the rollo
 override (`_prepare_inputs` without TRL's in-batch shuffle, which would make the member threads draw on
 the shared global RNG in a racy order and break bit-identical resumes) and one lock (around
 transformers' RNG-state load on resume, whose torch.load allowlist is process-wide, not per thread).
+Like grpo's and aipo's, a member's loss forward runs each Fusion prompt once for its G completions
+(training.shared_prefix, ilr/train/shared_prefix.py; common.grpo_trainer).
 """
 
 from __future__ import annotations
@@ -384,7 +386,7 @@ def train_ilr(config: dict, method_name: str, group: str, seed: int, train_path:
         trainer = grpo_trainer(Trainer, model, tokenizer, records_dataset(rows, prompt_of),
                                rollout_reward("ilr_reward"), trl_args[n],
                                preempt.stop_callback(coordinator.decide_stop(n)),
-                               rollout_func=coordinator.rollout_func_for(n))
+                               rollout_func=coordinator.rollout_func_for(n), shared_prefix=args.shared_prefix)
         trainer.coordinator, trainer.member = coordinator, n
         coordinator.trainers[n] = trainer
 
