@@ -79,12 +79,11 @@ def test_pack_runs_each_prompt_once_and_never_more_than_trl():
     ids, mask, C = trl_batch(GROUPS)
     packed = pack(ids, mask, C)
     R, L = packed.input_ids.shape
-    assert R <= ids.size(0) and L <= ids.size(1)
-    # a prompt's completions share a row while it stays within TRL's width (61 + 25): the first prompt's four and
-    # the lone one a row each; the second's 12 + 3, then 25, then 7 (60 + 25 + 7 > 86); the third's 25 + 2 + 11,
-    # then 6; the last one's 25 + 25 + 25 (11 + 75 = 86), then 25
-    assert R == 1 + 3 + 2 + 1 + 2
-    assert packed.input_ids.numel() < 0.6 * ids.numel()
+    B, width = ids.shape
+    # five prompts, a row each: the longest the last one's (11 + 4 x 25), 5 x 111 positions and 5 x 111^2
+    # attention scores against TRL's 17 x 86 and 17 x 86^2
+    assert (R, L) == (5, 111)
+    assert R * L <= B * width and R * L ** 2 <= B * width ** 2
     # every completion token is scored exactly once, predicted from the token before it
     scored = packed.source[packed.scored]
     completion_mask = mask[:, -C:].reshape(-1).bool()
@@ -94,6 +93,16 @@ def test_pack_runs_each_prompt_once_and_never_more_than_trl():
     allowed = packed.allowed[0, 0]
     first = [i for i in range(L) if packed.position_ids[0, i] == 29]   # every completion's first position
     assert len(first) == 4 and not allowed[first[1], first[0]] and allowed[first[1], 28]
+
+
+def test_long_completions_split_a_prompt_where_one_row_would_cost_more():
+    """A prompt with four completions of the step's longest length and one with four short ones: in one row
+    each, the long one's row (9 + 4 x 40) would make 2 x 169^2 attention scores against TRL's 8 x 50^2; so a
+    row per long completion (each as long as TRL's), and the short ones together."""
+    ids, mask, C = trl_batch([(10, [40, 40, 40, 40]), (10, [1, 1, 1, 1])])
+    packed = pack(ids, mask, C)
+    assert tuple(packed.input_ids.shape) == (5, 49)
+    assert packed.scored.sum() == mask[:, -C:].sum()
 
 
 def test_only_trls_padding_is_packed():

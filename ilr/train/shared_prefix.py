@@ -10,12 +10,13 @@ Here consecutive rows with the same prompt become one sequence
 
     [prompt | completion 1 | completion 2 | ... | completion G]      (no padding inside)
 
-(as many completions as fit in TRL's row width; the rest start another), under an attention mask by
-which each completion sees the prompt and its own earlier tokens, never a sibling's, and position ids
-that restart after the prompt for every completion. Each completion token's log-probability (and
-entropy) is then the one TRL's forward computes: the same maths, other rounding. The positions after a
-completion's last unmasked token (padding, or a truncated completion TRL masks) are not run and score
-0, as TRL's loss multiplies them by 0. Never more rows, nor longer ones, than TRL's forward runs.
+under an attention mask by which each completion sees the prompt and its own earlier tokens, never a
+sibling's, and position ids that restart after the prompt for every completion. Each completion token's
+log-probability (and entropy) is then the one TRL's forward computes: the same maths, other rounding.
+The positions after a completion's last unmasked token (padding, or a truncated completion TRL masks)
+are not run and score 0, as TRL's loss multiplies them by 0. Where long completions would make such a
+row (and so every row, padded to it) cost more than TRL's rows, a prompt's completions are split over
+several rows (`pack`): never more positions, nor more attention scores, than TRL's forward runs.
 
 The mask is passed to the model as a ready 4D mask, which transformers hands to the attention as it
 is: a boolean mask for `sdpa` (what transformers itself builds for a padded batch), an additive one for
@@ -52,9 +53,11 @@ def padded_as_trl_pads(attention_mask: torch.Tensor, completion_width: int) -> b
 
 def pack(input_ids: torch.Tensor, attention_mask: torch.Tensor, completion_width: int) -> Packed:
     """Rows `[prompt | completion]` as TRL builds them (prompt left-padded, completion right-padded; the last
-    `completion_width` columns are the completion) -> packed rows, each a prompt and as many of its
-    completions (consecutive rows with that prompt) as fit in TRL's row width: so never more rows, nor
-    longer ones, than TRL's forward runs (a long completion may have its prompt to itself)."""
+    `completion_width` columns are the completion) -> packed rows, each a prompt and some of its completions
+    (consecutive rows with that prompt). Of the packings whose rows are at most k x TRL's row width (k = 1, 2,
+    ...; k = 1: a row per completion at worst), the one with the fewest positions among those that run no more
+    positions and no more attention scores (rows x width^2: every row is padded to the longest) than TRL's
+    forward: so never more work than TRL's, and all of a prompt's completions in one row where that is less."""
     B, width = input_ids.shape
     P = width - completion_width
     ids, mask = input_ids.tolist(), attention_mask.tolist()
@@ -68,15 +71,22 @@ def pack(input_ids: torch.Tensor, attention_mask: torch.Tensor, completion_width
     # Completion token t is predicted at the position before it, the prompt's last for t = 0: every completion
     # needs that position, so each completion's segment starts with its own copy of the prompt's last token
     # (same position id) and runs to its token before last; the shared part is the prompt but its last token.
-    packs: list[list[int]] = []     # per packed row, the rows of the batch it scores (one prompt)
-    used: list[int] = []            # its length so far
-    for i in range(B):
-        if packs and prompts[packs[-1][0]] == prompts[i] and used[-1] + lengths[i] <= width:
-            packs[-1].append(i)
-            used[-1] += lengths[i]
-        else:
-            packs.append([i])
-            used.append(len(prompts[i]) - 1 + lengths[i])
+    def greedy(cap: int) -> tuple[list[list[int]], list[int]]:
+        packs: list[list[int]] = []     # per packed row, the rows of the batch it scores (one prompt)
+        used: list[int] = []            # its length so far
+        for i in range(B):
+            if packs and prompts[packs[-1][0]] == prompts[i] and used[-1] + lengths[i] <= cap:
+                packs[-1].append(i)
+                used[-1] += lengths[i]
+            else:
+                packs.append([i])
+                used.append(len(prompts[i]) - 1 + lengths[i])
+        return packs, used
+
+    candidates = [greedy(k * width) for k in range(1, B + 1)]
+    fits = [(len(p) * max(u), p, u) for p, u in candidates
+            if len(p) * max(u) <= B * width and len(p) * max(u) ** 2 <= B * width ** 2]
+    _, packs, used = min(fits, key=lambda c: c[0])   # k = 1 always fits; ties: the smallest k
     R, L = len(packs), max(used)
 
     tokens = torch.zeros((R, L), dtype=torch.long)
