@@ -17,9 +17,10 @@ answer: that ratio is the token floor (with `--stages sharing,fusion`, G solo an
 adds to a step's rows (the Fusion prompt, with the peers' ideas and the analysis, is several times a solo
 prompt, and a member trains on it; with `sharing,fusion` its solo rows are padded to the Fusion prompts'
 width), and the positions the loss forward runs where each prompt runs once for its completions
-(`training.shared_prefix`, ilr/train/shared_prefix.py; `--shared-prefix off`: TRL's forward). `--sizes HIDDENxLAYERS` repeats the comparison on untrained models of the first model's architecture at
-those sizes (their answers run to max_new_tokens at every stage, the floor's premise), to show the ratio's
-trend with model size.
+(`training.shared_prefix`, ilr/train/shared_prefix.py; `--shared-prefix off`: TRL's forward). `--sizes
+HIDDENxLAYERS` repeats the comparison on untrained models of the first model's architecture at those sizes
+(their answers run to max_new_tokens at every stage, the floor's premise), to show the ratio's trend with
+model size.
 Last line: `ratio X.XX` (the ILR step over the m GRPO steps, on --models).
 """
 
@@ -360,8 +361,9 @@ def main() -> None:
           f"padding GRPO {padding['GRPO']:.0%}, ILR {padding['ILR']:.0%}")
     run = "trained: positions run (shared prefix)"
     if run in ilr_tokens and run in grpo_tokens:
-        print(f"positions the loss forward runs (training.shared_prefix): GRPO {grpo_tokens[run] / grpo_tokens[padded]:.0%}"
-              f", ILR {ilr_tokens[run] / ilr_tokens[padded]:.0%} of TRL's padded rows; ILR / GRPO "
+        print(f"positions the loss forward runs (training.shared_prefix): GRPO "
+              f"{grpo_tokens[run] / grpo_tokens[padded]:.0%}, ILR {ilr_tokens[run] / ilr_tokens[padded]:.0%} of "
+              f"TRL's padded rows; ILR / GRPO "
               f"{ilr_tokens[run] / grpo_tokens[run]:.2f}")
 
     floor = (G + 2) / G if a.stages == "fusion" else (2 * G + 1) / G

@@ -37,7 +37,7 @@ def trl_batch(groups: list[tuple[int, list[int]]], seed: int = 0):
 
 
 # three prompts with G = 4 completions of mixed lengths (one as long as the step's longest), a prompt alone,
-# and a prompt whose four long completions cannot all share one row of TRL's width
+# and a prompt whose four completions are all of the step's longest length
 GROUPS = [(30, [5, 17, 1, 9]), (61, [12, 3, 25, 7]), (44, [25, 2, 11, 6]), (8, [14]), (12, [25, 25, 25, 25])]
 
 
@@ -136,8 +136,9 @@ def test_ilr_member_logs_the_same_step_with_and_without(warm_study):
         out = d / f"sp-{on}"
         proc = run_ilr(*train_args(d, path, "ilr", out))
         assert proc.returncode == 0, proc.stderr[-3000:]
-        logs[on] = ({n: json.loads((out / n / "trainer_log.jsonl").read_text().splitlines()[0]) for n in cfg["groups"]["group1"]},
-                    read_jsonl(out / "rollouts.jsonl"))
+        first_step = {n: json.loads((out / n / "trainer_log.jsonl").read_text().splitlines()[0])
+                      for n in cfg["groups"]["group1"]}
+        logs[on] = first_step, read_jsonl(out / "rollouts.jsonl")
     assert logs[True][1] == logs[False][1]
     for n, on in logs[True][0].items():
         off = logs[False][0][n]

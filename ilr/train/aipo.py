@@ -246,7 +246,8 @@ def train_aipo(config: dict, method_name: str, model_name: str, seed: int, train
     seam = Seam(method, args, seed, schedule, run_dir, builder, trl_args.use_vllm)
     dataset = records_dataset(schedule, lambda r: trl_prompt(tokenizer, builder.prompt_text(r)))
     trainer = grpo_trainer(trainer_class(), model, tokenizer, dataset, rollout_reward("aipo_reward"), trl_args,
-                           preempt.stop_callback(), rollout_func=seam.rollout_func, shared_prefix=args.shared_prefix)
+                           preempt.stop_callback(), rollout_func=seam.rollout_func,
+                           shared_prefix=args.shared_prefix)
     trainer.seam = seam
     train_and_save(trainer, run_dir, args.steps, summary=lambda: consult_summary(paths.rollouts))
 
