@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -114,9 +115,12 @@ def stopped_cleanly(exit_code: int, attempt_log: str = "") -> bool:
     return exit_code in PREEMPT_CODES or (exit_code != 0 and bool(CLEAN_STOP.search(attempt_log)))
 
 
-def requeue(run_dir: Path, exit_code: int, env=os.environ, log=None, attempt_log: str = "") -> bool:
+def requeue(run_dir: Path, exit_code: int, env=os.environ, log=None, attempt_log: str = "",
+            keep_log=None) -> bool:
     """Requeue this Slurm job if the trainer stopped cleanly on a signal and its checkpoint advanced since the
-    last requeue; returns whether Slurm accepted. `attempt_log`: this attempt's lines of the trainer's log."""
+    last requeue; returns whether Slurm accepted. `attempt_log`: this attempt's lines of the trainer's log.
+    `keep_log()` runs once the decision is logged, before the requeue, which may end this process: the train
+    rule's copy of the log (`<run dir>/train.log`, what the next attempt restores) then holds it."""
     log = log or (lambda msg: print(f"[ilr requeue] {msg}", file=sys.stderr, flush=True))
     job = env.get("SLURM_JOB_ID")
     if not job or not stopped_cleanly(exit_code, attempt_log):
@@ -130,6 +134,8 @@ def requeue(run_dir: Path, exit_code: int, env=os.environ, log=None, attempt_log
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
         signal.signal(sig, signal.SIG_IGN)
     log(f"checkpoint at step {step}: requeueing Slurm job {job} (scontrol requeue)")
+    if keep_log is not None:
+        keep_log()
     r = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True)
     if r.returncode != 0:
         log(f"scontrol requeue {job} refused ({r.stderr.strip()}): the job fails with {exit_code} "
@@ -153,7 +159,10 @@ def main(argv=None) -> int:
     if args.cmd == "requeue":
         text = args.log.read_text(errors="replace") if args.log and args.log.exists() else ""
         attempt = text[text.rfind("== attempt"):] if "== attempt" in text else text
-        return 0 if requeue(args.run_dir, args.exit_code, attempt_log=attempt) else 1
+        # Slurm's requeue may end this job's shell before it copies the log into the run directory, and
+        # Snakemake deletes the log before the requeued attempt: copy it here, with the decision in it
+        keep = (lambda: shutil.copyfile(args.log, args.run_dir / "train.log")) if args.log else None
+        return 0 if requeue(args.run_dir, args.exit_code, attempt_log=attempt, keep_log=keep) else 1
     conf = cluster_config()
     print("none (no Slurm)" if conf is None else "sacct" if has_accounting(conf) else "squeue")
     return 0

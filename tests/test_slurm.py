@@ -245,6 +245,33 @@ def test_requeue_only_after_progress(tmp_path, monkeypatch):
     assert not slurm.requeue(run, 128 + signal.SIGTERM, env, log.append) and "refused" in log[-1]
 
 
+def test_requeue_keeps_its_decision_in_the_run_directorys_log(tmp_path, monkeypatch):
+    """`python -m ilr.slurm requeue --log L` copies the trainer's log, with its own "requeueing" line, into the run
+    directory before it asks Slurm to requeue (which may end the job's shell before the rule's own copy; the
+    requeued attempt restores the log from that copy)."""
+    import signal
+
+    from ilr import slurm
+
+    run = tmp_path / "run"
+    (run / "m" / "checkpoints" / "checkpoint-4").mkdir(parents=True)
+    (run / "m" / "checkpoints" / "checkpoint-4" / "trainer_state.json").write_text("{}")
+    log = tmp_path / "seed0.log"
+    log.write_text("== attempt 1\n[ilr train] stopped on SIGTERM after step 4; checkpoint saved, exiting 143\n")
+    copied_when_requeued = []
+    monkeypatch.setattr(slurm.subprocess, "run", lambda cmd, **kw: copied_when_requeued.append(
+        (run / "train.log").read_text()) or SimpleNamespace(returncode=0))
+    monkeypatch.setattr(slurm.signal, "signal", lambda *a: None)
+    monkeypatch.setenv("SLURM_JOB_ID", "42")
+    with open(log, "a") as stderr:   # the rule sends the requeue's stderr to the log
+        monkeypatch.setattr(sys, "stderr", stderr)
+        code = slurm.main(["requeue", "--run-dir", str(run), "--exit-code", str(128 + signal.SIGTERM),
+                           "--log", str(log)])
+    assert code == 0 and len(copied_when_requeued) == 1
+    assert "stopped on SIGTERM after step 4" in copied_when_requeued[0]
+    assert "requeueing Slurm job 42" in copied_when_requeued[0]
+
+
 def test_profile_appends_slurm_logs():
     extra = PROFILE["default-resources"]["slurm_extra"]
     assert "--open-mode=append" in extra and "--signal=TERM@600" in extra

@@ -15,8 +15,9 @@
 # - the log: every attempt of a run (a Snakemake retry, a Slurm requeue, a rerun after Ctrl-C) appends to it
 #   under an "== attempt" line, so "stopped on SIGTERM after step N" stays. Snakemake deletes a job's log
 #   before each attempt, so the run directory keeps a copy (`<run dir>/train.log`, written after each
-#   attempt) that the next attempt restores where the log is gone or shorter (a Slurm requeue keeps the
-#   log, which may end with lines written after the copy); a run that starts afresh starts an empty log.
+#   attempt, and by `ilr.slurm requeue` just before it requeues, since the requeue may end this shell before
+#   its own copy) that the next attempt restores where the log is gone or shorter; a run that starts afresh
+#   starts an empty log.
 _RUN_DIR = (
     'd={params.out_dir}; mkdir -p "$(dirname "$d")"; exec 9<>"$d.lock"; '
     'if ! flock -n 9; then echo "$d: another trainer holds this run directory ($(cat "$d.lock")); '
