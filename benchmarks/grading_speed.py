@@ -1,6 +1,7 @@
 """Grading speed. `python benchmarks/grading_speed.py [--data DIR] [--workers N] [--repeat R] [--skip-mbpp]`
 
-1. MBPP: all 500 test-split reference programs, each in the sandbox.
+1. MBPP: all 500 test-split reference programs, each in the sandbox; then the first 200 cut at half their
+   length (most do not compile), graded by `grade_many` (a compile-only pass) and by a sandboxed run each.
 2. The 1,000 MATH-500 pairs (each reference solution against its own gold and against the next
    record's gold), graded three ways side by side:
    - a plain serial math-verify loop in this process: `verify(parse("\\boxed{gold}"), parse(solution))`,
@@ -30,8 +31,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from ilr.benchmarks import load_records  # noqa: E402
-from ilr.grading import _MathJob, _math_plan, grade_many  # noqa: E402
+from ilr.grading import _MathJob, _math_plan, grade, grade_many  # noqa: E402
 from ilr.grading import mathcheck  # noqa: E402
+from ilr.grading.sandbox import Limits  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
 
@@ -99,6 +101,29 @@ def end_to_end(records: list[dict], completions: list[str], workers: int, tmp: P
     return t_ours, t_serial, n_ours, json.loads(out.stdout)["correct"], c_ours, c_serial
 
 
+def cut_programs(recs: list[dict], workers: int) -> None:
+    """The reference programs cut at half their length (where a length-limited model stops; most do not compile):
+    `grade_many` (one compile-only sandboxed run for those, ilr/grading/sandbox.py) against a sandboxed run each.
+    Wall time and the CPU time of the sandbox processes; the grades must be the same."""
+    # the CPU limit, far below the wall limit, ends the cut programs that loop forever (one reason however loaded)
+    limits = Limits(wall_seconds=60, cpu_seconds=1, memory_bytes=512 << 20)
+    cut = [r["answer"][:len(r["answer"]) // 2] for r in recs]
+    figures = {}
+    for name, run in (("a run each", lambda: [grade(r, c, limits) for r, c in zip(recs, cut)]),
+                      ("grade_many", lambda: grade_many(recs, cut, workers=workers, limits=limits))):
+        c0, t = _cpu_children(), time.perf_counter()
+        grades = run()
+        figures[name] = (time.perf_counter() - t, _cpu_children() - c0, grades)
+    alone, batch = figures["a run each"][2], figures["grade_many"][2]
+    refused = sum(1 for g in alone if g.reason and ("SyntaxError" in g.reason or "IndentationError" in g.reason))
+    print(f"MBPP reference programs cut at half: {len(recs)}, {refused} do not compile; same grades both ways: "
+          f"{batch == alone}")
+    for name, (dt, cpu, _) in figures.items():
+        print(f"  {name}: {dt:.2f} s, sandbox CPU {cpu:.2f} s")
+    print(f"  ratio grade_many / a run each: {figures['grade_many'][0] / figures['a run each'][0]:.2f} (wall), "
+          f"{figures['grade_many'][1] / figures['a run each'][1]:.2f} (sandbox CPU)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default=str(DATA))
@@ -123,6 +148,7 @@ def main() -> None:
                 print(f"  {r['id']}: {g.reason}")
         print(f"MBPP reference programs, sandboxed: {len(mbpp)} in {dt:.2f} s ({len(mbpp) / dt:.1f}/s), "
               f"{sum(g.correct for g in grades)} pass")
+        cut_programs(mbpp[:200], a.workers)
 
     records, completions = math_pairs(data)
     plans = [_math_plan(r, c) for r, c in zip(records, completions)]

@@ -22,12 +22,13 @@ import tempfile
 import textwrap
 import time
 import uuid
+import warnings
 from pathlib import Path
 
 import pytest
 
 from ilr.grading import grade, grade_many
-from ilr.grading.sandbox import Limits, check_program, probe, run_python
+from ilr.grading.sandbox import Limits, check_program, probe, run_python, syntax_errors
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -377,6 +378,86 @@ def test_grading_goes_on_after_hostile_batch():
     assert [g.correct for g in grades] == [False, False, True, False, True]
     assert all(g.reason for g in grades if not g.correct)
     assert check_program("def f(x):\n    return 2 * x", TESTS, "", FAST).ok
+
+
+# ------------------------------------------------------------------------------ the compile-only pass
+# grade_many judges the programs Python refuses to compile in one compile-only sandboxed run
+# (sandbox.syntax_errors): each must get the grade its own run gives, reason included.
+def test_compile_only_pass_judges_as_the_interpreter_does():
+    codes = {
+        "compiles": "x = 1\n",
+        "syntax": "def f(:\n    return 1\n",
+        "indent": " x = 1\n",
+        "tabs": "if 1:\n\tx = 1\n        y = 2\n",
+        "unknown codec": "# -*- coding: no-such-codec -*-\nx = 1\n",
+        "latin-1 cookie": "# -*- coding: latin-1 -*-\nx = '\u00e9'\n",
+        "BOM": "\ufeffdef f(:\n",
+        "unclosed string": "def f(x):\n    return '''\n\nassert f(2) == 4\n",
+        "names MemoryError": "raise MemoryError(\n",
+        "NUL byte": "x = 1\x00\n",
+    }
+    judged = syntax_errors(list(codes.values()), FAST)
+    for name, res in zip(codes, judged):
+        if res is not None:
+            own = run_python(codes[name], FAST)
+            assert (res.ok, res.exit_code, res.signal, res.reason) == (own.ok, own.exit_code, own.signal, own.reason), name
+            assert res.stderr.strip().splitlines()[-1] == own.stderr.strip().splitlines()[-1], name
+    refused = {n for n, r in zip(codes, judged) if r is not None}
+    assert {"syntax", "indent", "tabs", "unclosed string"} <= refused
+    # these run: the pass never judges a declared encoding, a BOM or a NUL byte (compile() words a source's encoding
+    # problems otherwise than the interpreter reading its file: "unknown encoding" / "encoding problem"), nor a
+    # source naming MemoryError (a run's stderr shows the line, and the reason then says "(memory limit)")
+    assert not refused & {"compiles", "unknown codec", "latin-1 cookie", "BOM", "NUL byte", "names MemoryError"}
+    assert "memory limit" in run_python(codes["names MemoryError"], FAST).reason
+
+
+def test_compile_only_pass_that_fails_leaves_every_program_to_its_own_run():
+    # its answer (an error text a program) does not fit in 64 bytes of output: the pass fails, nothing is judged
+    tight = Limits(wall_seconds=4, cpu_seconds=2, memory_bytes=512 << 20, output_bytes=64)
+    codes = ["def f(:\n", " x = 1\n", "x = (\n"]
+    assert syntax_errors(codes, tight) == [None, None, None]
+    grades = grade_many([record()] * 3, codes, workers=2, limits=tight)
+    assert grades == [grade(record(), c, tight) for c in codes]
+
+
+def test_compile_only_pass_never_runs_a_program():
+    scratch = Path(tempfile.mkdtemp())
+    os.chmod(scratch, 0o777)
+    sentinel = scratch / "ran"
+    # the first compiles, and would leave a file where the test can see it (no mount namespace) if it ran
+    codes = [f"open({str(sentinel)!r}, 'w').close()\n", "def f(:\n"]
+    weak = Limits(wall_seconds=4, cpu_seconds=2, mode="none")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            judged = syntax_errors(codes, weak)
+            assert judged[0] is None and judged[1] is not None and not judged[1].ok
+            assert not sentinel.exists()
+            assert run_python(codes[0], weak).ok and sentinel.exists()   # the premise: a run would leave it
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+@pytest.mark.skipif(not DATA.is_dir(), reason=f"real benchmark files not found at {DATA}")
+def test_batch_grades_of_cut_mbpp_programs_are_their_own_runs():
+    """Real MBPP reference programs, whole, cut where a length-limited model would stop, and indented by one
+    space: graded as a batch (the compile-only pass, then the rest one by one), each grade is its own run's."""
+    from ilr.benchmarks import load_records
+
+    recs = load_records({"source": "mbpp", "path": str(DATA / "mbpp/test.jsonl"), "n": 12, "seed": 5})
+    pairs = []
+    for r in recs:
+        prog = r["answer"]
+        pairs += [(r, prog[:k]) for k in (len(prog) // 3, len(prog) // 2, 2 * len(prog) // 3, len(prog))]
+        pairs.append((r, " " + prog))
+    # two of the cut programs loop forever: the CPU limit, far below the wall limit, ends them (one reason on
+    # any machine, however loaded)
+    limits = Limits(wall_seconds=60, cpu_seconds=1, memory_bytes=512 << 20)
+    batch = grade_many([r for r, _ in pairs], [c for _, c in pairs], workers=2, limits=limits)
+    alone = [grade(r, c, limits) for r, c in pairs]
+    assert batch == alone
+    refused = sum(1 for g in alone if g.reason and ("SyntaxError" in g.reason or "IndentationError" in g.reason))
+    assert sum(g.correct for g in alone) >= 10 and refused >= 20   # both kinds in the set
 
 
 # ------------------------------------------------------------------------------ modes and platforms

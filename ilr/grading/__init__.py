@@ -60,6 +60,14 @@ class _MathJob:
     first_found: bool
 
 
+@dataclasses.dataclass
+class _CodeJob:
+    """A program to run in the sandbox: `code` is the text with its tests (ilr.grading.sandbox.compose)."""
+    program: str
+    code: str
+    marker: str
+
+
 def _math_plan(record: dict, completion: str) -> "Grade | _MathJob":
     """Extraction and the cheap checks, in this process: a Grade when they decide, else the job for a
     math-verify worker."""
@@ -112,8 +120,9 @@ def _choice(record: dict, completion: str) -> Grade:
     return Grade(False, letter, f"chose {letter}, gold {gold}")
 
 
-def _code(record: dict, completion: str, limits=None) -> Grade:
-    from ilr.grading.sandbox import check_program
+def _code_plan(record: dict, completion: str) -> "Grade | _CodeJob":
+    """The program and its tests, or a Grade where there is nothing to run."""
+    from ilr.grading.sandbox import compose
 
     program = extract_code(completion)
     if not program:
@@ -124,10 +133,20 @@ def _code(record: dict, completion: str, limits=None) -> Grade:
                          f"got {type(tests).__name__}")
     if not tests:
         return Grade(False, program, "record has no tests")
-    res = check_program(program, tests, record.get("test_setup") or "", limits)
+    return _CodeJob(program, *compose(program, tests, record.get("test_setup") or ""))
+
+
+def _code_grade(program: str, res) -> Grade:
     # a sandbox that could not hide the machine is said in every grade, right or wrong
     notes = [res.reason] + ([f"warning: {res.warning}"] if res.warning else [])
     return Grade(res.ok, program, "; ".join(n for n in notes if n) or None)
+
+
+def _code(record: dict, completion: str, limits=None) -> Grade:
+    from ilr.grading.sandbox import run_composed
+
+    plan = _code_plan(record, completion)
+    return plan if isinstance(plan, Grade) else _code_grade(plan.program, run_composed(plan.code, plan.marker, limits))
 
 
 def grade(record: dict, completion: str, limits=None) -> Grade:
@@ -163,16 +182,22 @@ def grade_many(records: Sequence[dict], completions: Sequence[str], workers: int
     if len(records) != len(completions):
         raise ValueError(f"{len(records)} records but {len(completions)} completions")
     out: list[Grade | None] = [None] * len(records)
-    jobs: list[tuple[int, object]] = []  # (index, a _MathJob, or the pair for grade())
+    jobs: list[tuple[int, object]] = []  # (index, a _MathJob or _CodeJob, or the pair for grade())
     for i, (rec, comp) in enumerate(zip(records, completions)):
-        if _kind(rec) == "math" and isinstance(comp, str):
-            plan = _math_plan(rec, comp)
-            if isinstance(plan, Grade):
-                out[i] = plan
-                continue
-            jobs.append((i, plan))
+        kind = _kind(rec) if isinstance(comp, str) else None
+        plan = _math_plan(rec, comp) if kind == "math" else _code_plan(rec, comp) if kind == "code" else (rec, comp)
+        if isinstance(plan, Grade):
+            out[i] = plan
         else:
-            jobs.append((i, (rec, comp)))
+            jobs.append((i, plan))
+    code = [(i, job) for i, job in jobs if isinstance(job, _CodeJob)]
+    if len(code) > 1:   # programs Python refuses to compile: one compile-only run for them all (sandbox.py)
+        from ilr.grading.sandbox import syntax_errors
+
+        for (i, job), res in zip(code, syntax_errors([job.code for _, job in code], limits)):
+            if res is not None:
+                out[i] = _code_grade(job.program, res)
+        jobs = [(i, job) for i, job in jobs if out[i] is None]
     n_math = sum(isinstance(j, _MathJob) for _, j in jobs)
     workers = max(int(workers), 1)
     if n_math:
@@ -183,6 +208,8 @@ def grade_many(records: Sequence[dict], completions: Sequence[str], workers: int
 
         bar = tqdm(total=len(records), initial=len(records) - len(jobs), desc="grading", unit="answer")
 
+    from ilr.grading.sandbox import run_composed
+
     def run(chunk: list) -> list[Grade]:
         worker, done = None, []
         try:
@@ -190,6 +217,8 @@ def grade_many(records: Sequence[dict], completions: Sequence[str], workers: int
                 if isinstance(job, _MathJob):
                     worker = worker or mathcheck._acquire()
                     done.append(_math_finish(job, worker))
+                elif isinstance(job, _CodeJob):
+                    done.append(_code_grade(job.program, run_composed(job.code, job.marker, limits)))
                 else:
                     done.append(grade(job[0], job[1], limits))
                 if bar is not None:

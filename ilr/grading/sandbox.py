@@ -31,6 +31,7 @@ import json
 import logging
 import os
 import pwd
+import re
 import select
 import shutil
 import signal
@@ -391,14 +392,89 @@ def _run(code: str, limits: Limits, mode: str, python: str, stdin: str | None = 
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def check_program(program: str, tests: list[str], setup: str = "", limits: Limits | None = None) -> SandboxResult:
-    """Run the program, `setup`, then the assert lines; ok only if every test passes and the run reaches
-    its end (a random marker printed after the last test guards against an early `exit(0)`)."""
+def compose(program: str, tests: list[str], setup: str = "") -> tuple[str, str]:
+    """The text `check_program` runs: the program, `setup`, the assert lines, then a random marker printed after
+    the last test (it guards against an early `exit(0)`); returns (text, marker)."""
     marker = "ILR-TESTS-PASSED-" + uuid.uuid4().hex
     # the setup goes after the program: MBPP's one setup (task 367) builds trees with the program's class
-    code = "\n".join([program, "", setup or "", *tests, "", f"print({marker!r})", ""])
+    return "\n".join([program, "", setup or "", *tests, "", f"print({marker!r})", ""]), marker
+
+
+def run_composed(code: str, marker: str, limits: Limits | None = None) -> SandboxResult:
+    """Run a `compose`d text: ok only if every test passes and the run reaches its end (prints `marker`)."""
     res = run_python(code, limits)
     if res.ok and marker not in res.stdout.splitlines()[-1:]:
         res.ok = False
         res.reason = "the program ended before the tests finished (exit during the tests?)"
     return res
+
+
+def check_program(program: str, tests: list[str], setup: str = "", limits: Limits | None = None) -> SandboxResult:
+    """Run the program, `setup`, then the assert lines (`compose`, `run_composed`)."""
+    return run_composed(*compose(program, tests, setup), limits)
+
+
+# ------------------------------------------------------------------------------ compile-only pass
+# A program Python refuses to compile fails before its first line runs: exit status 1 and the SyntaxError on
+# stderr, whatever its tests. Small models write many such programs (47 of the 50 a tiny model wrote for
+# arith_code), and a sandbox costs two interpreters and a set of namespaces each (~40 ms here), so
+# `syntax_errors` compiles a batch of programs in one sandboxed run, never executing them, and gives each
+# refused one the result its own run would give. Compiling happens inside the sandbox too: a program crafted to
+# crash or stall the compiler ends that one run (then every program of the batch runs on its own, as without
+# this pass). compile() reads a string where the interpreter reads a file, and the two report a source's
+# encoding problems in other words ("unknown encoding" / "encoding problem"): sources that declare an encoding
+# or start with a BOM, hold a NUL byte or cannot be written as UTF-8 are not judged here. Nor is a source that
+# names MemoryError or a full disk: a run's stderr shows the offending line, which `_reason` reads for them.
+# They run (tests/test_sandbox.py holds the pass to each program's own run).
+SYNTAX_BATCH = 64                 # programs a compile-only run takes (its output: at most 64 x SYNTAX_TEXT_MAX)
+SYNTAX_TEXT_MAX = 4096            # an error text longer than this (a message quoting a long name): the program runs
+_CODING = re.compile(r"^[ \t\f]*#.*?coding[:=]", re.M)   # PEP 263's declaration, on the first two lines
+_COMPILE_ONLY = f"""
+import json, sys
+verdicts = []
+for source in json.loads(sys.stdin.read()):
+    try:
+        compile(source, "main.py", "exec", dont_inherit=True)   # no flags of this file
+        verdicts.append(None)
+    except SyntaxError as e:   # IndentationError and TabError too: the last line the interpreter prints
+        text = f'  File "main.py", line {{e.lineno}}\\n{{type(e).__name__}}: {{e.msg}}\\n'
+        verdicts.append(text if len(text) <= {SYNTAX_TEXT_MAX} else False)
+    except BaseException:      # MemoryError, RecursionError, ...: the program's own run tells
+        verdicts.append(False)
+print(json.dumps(verdicts))
+"""
+
+
+def _judgeable(code: str) -> bool:
+    """Whether compile() reads this source as the interpreter reads its file (see above)."""
+    try:
+        code.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    head = "\n".join(code.split("\n", 2)[:2])
+    return not (_CODING.search(head) or code.startswith("\ufeff") or "\x00" in code
+                or "MemoryError" in code or "No space left on device" in code)
+
+
+def syntax_errors(codes: list[str], limits: Limits | None = None) -> list[SandboxResult | None]:
+    """For each program text (as `compose` makes it): the result of its own run if Python refuses to compile it
+    (not ok, exit status 1, the SyntaxError as stderr and reason), else None (run it)."""
+    limits = limits or Limits()
+    out: list[SandboxResult | None] = [None] * len(codes)
+    todo = [i for i, c in enumerate(codes) if _judgeable(c)]
+    for k in range(0, len(todo), SYNTAX_BATCH):
+        batch = todo[k:k + SYNTAX_BATCH]
+        res = run_python(_COMPILE_ONLY, limits, stdin=json.dumps([codes[i] for i in batch]))
+        try:
+            verdicts = json.loads(res.stdout.strip().splitlines()[-1]) if res.ok else None
+        except (ValueError, IndexError):
+            verdicts = None
+        if not isinstance(verdicts, list) or len(verdicts) != len(batch):
+            continue   # the pass itself failed (a hostile source, a refusal): these programs run one by one
+        for i, text in zip(batch, verdicts):
+            if isinstance(text, str):
+                out[i] = SandboxResult(
+                    ok=False, exit_code=1, signal=None, timed_out=False, output_exceeded=False, stdout="",
+                    stderr=text, reason=_reason({"exit": 1}, text, False, limits), wall=0.0,
+                    isolation=res.isolation + ["compiled only"], warning=res.warning)
+    return out
