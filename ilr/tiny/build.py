@@ -212,9 +212,12 @@ def batch_tensors(pairs: list[tuple[str, str]], tokenizer):
     import torch
 
     rows = []
-    for prompt, target in pairs:
-        p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        t = tokenizer(target, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    # one batched call for the prompts and one for the targets (per pair, the tokenizer's Python wrapper was
+    # 5% of a build's time); the same ids
+    prompts = tokenizer([p for p, _ in pairs], add_special_tokens=False)["input_ids"]
+    targets = tokenizer([t for _, t in pairs], add_special_tokens=False)["input_ids"]
+    for p, t in zip(prompts, targets):
+        t = t + [tokenizer.eos_token_id]
         rows.append((p + t, [-100] * len(p) + t))
     width = max(len(r[0]) for r in rows)
     pad = tokenizer.pad_token_id
