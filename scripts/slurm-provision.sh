@@ -5,7 +5,8 @@
 #   scripts/slurm-provision.sh [up]     install (if sbatch is absent) munge + slurmctld + slurmd + slurm-client
 #                                       from the distribution's packages, write /etc/slurm/slurm.conf for this
 #                                       host, start munged, slurmctld, slurmd, wait until `sinfo` shows the node idle
-#   scripts/slurm-provision.sh down     stop the daemons that `up` started (their pids are in $STATE), nothing else
+#   scripts/slurm-provision.sh down     stop the daemons that `up` started (their pids are in $STATE), nothing else;
+#                                       with no controller left running, park our slurm.conf (park_conf)
 #   ... up --started FILE / down --started FILE: `up` lists in FILE the daemons it started this time, `down`
 #                                       stops only those (`make test-slurm` leaves a cluster it found running)
 #   scripts/slurm-provision.sh status   the node as sinfo shows it, and which daemons this script started
@@ -20,7 +21,7 @@ set -euo pipefail
 PARTITION=${ILR_SLURM_PARTITION:-ilr}
 CLUSTER=${ILR_SLURM_CLUSTER:-ilr-local}
 STATE=${ILR_SLURM_STATE:-/var/lib/ilr-slurm}      # pid files of the daemons this script started
-CONF=/etc/slurm/slurm.conf
+CONF=${ILR_SLURM_CONF:-/etc/slurm/slurm.conf}     # where Slurm reads it (tests point SLURM_CONF and this elsewhere)
 MARK="# written by ilr-repro scripts/slurm-provision.sh"
 WAIT=${ILR_SLURM_WAIT:-60}                          # seconds to wait for the node to come up
 
@@ -142,6 +143,17 @@ up() {
     die "the node did not become idle in ${WAIT}s (state: ${s:-none}); logs in /var/log/slurm/"
 }
 
+# A conf of ours whose controller is stopped makes every Slurm command on this host retry it for MessageTimeout
+# (~9 s) before failing, and Snakemake's slurm executor plugin runs `scontrol show config` whenever snakemake starts,
+# slurm profile or not: 9 s more of every snakemake command (the demo, the tests) after `make test-slurm`. Parked
+# instead: a conf that names no controller, on which Slurm's commands fail at once; `up` writes the real one again.
+park_conf() {
+    ours_conf || return 0
+    if pgrep -x slurmctld >/dev/null; then return 0; fi
+    printf '%s (parked: the cluster is down; `%s up` starts it)\nClusterName=%s\n' "$MARK" "$0" "$CLUSTER" > "$CONF"
+    log "parked $CONF: no controller named, Slurm commands fail at once until \`up\`"
+}
+
 down() {
     local name pid i
     for name in slurmd slurmctld munged; do
@@ -154,6 +166,7 @@ down() {
         rm -f "$STATE/$name.pid"
         log "stopped $name (pid $pid)"
     done
+    park_conf
 }
 
 status() {

@@ -285,3 +285,29 @@ def test_clean_stop_under_accelerate_is_read_from_the_log():
     line = "[ilr train] stopped on SIGTERM after step 3; checkpoint saved, exiting 143 (the rerun resumes from it)"
     assert slurm.stopped_cleanly(143) and slurm.stopped_cleanly(1, "...\n" + line + "\n")
     assert not slurm.stopped_cleanly(1, "Traceback (most recent call last):") and not slurm.stopped_cleanly(0, line)
+
+
+@pytest.mark.skipif(shutil.which("scontrol") is None, reason="no Slurm client here (scontrol)")
+def test_down_parks_the_conf_so_slurm_commands_fail_at_once(tmp_path):
+    """After `make test-slurm` stops its cluster, a slurm.conf naming the stopped controller made every
+    `scontrol` (and so every snakemake start: the slurm executor plugin asks it for MinJobAge) retry for ~9 s."""
+    if subprocess.run(["pgrep", "-x", "slurmctld"], capture_output=True).returncode == 0:
+        pytest.skip("a slurmctld runs on this host: down leaves the conf of a running controller")
+    conf = tmp_path / "slurm.conf"
+    mark = "# written by ilr-repro scripts/slurm-provision.sh"
+    conf.write_text(f"{mark} (single node, no accounting)\nClusterName=t\nSlurmctldHost=h(127.0.0.1)\n"
+                    "NodeName=h NodeAddr=127.0.0.1 CPUs=1\nPartitionName=p Nodes=h Default=YES\n")
+    env = {"ILR_SLURM_CONF": str(conf), "ILR_SLURM_STATE": str(tmp_path / "state"), "SLURM_CONF": str(conf),
+           "PATH": "/usr/bin:/bin:/usr/sbin:/sbin"}
+    r = subprocess.run([str(REPO / "scripts" / "slurm-provision.sh"), "down"], env=env, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert conf.read_text().startswith(mark) and "SlurmctldHost" not in conf.read_text()
+    # a parked conf is ours: `up` would write the real one again
+    r = subprocess.run(["scontrol", "show", "config"], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "SlurmctldHost" in r.stderr   # refused at once, not after retrying a controller
+    foreign = tmp_path / "foreign.conf"
+    foreign.write_text("ClusterName=theirs\nSlurmctldHost=h\n")
+    r = subprocess.run([str(REPO / "scripts" / "slurm-provision.sh"), "down"],
+                       env=dict(env, ILR_SLURM_CONF=str(foreign)), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and foreign.read_text() == "ClusterName=theirs\nSlurmctldHost=h\n"   # not ours
