@@ -400,7 +400,8 @@ def test_compile_only_pass_judges_as_the_interpreter_does():
     for name, res in zip(codes, judged):
         if res is not None:
             own = run_python(codes[name], FAST)
-            assert (res.ok, res.exit_code, res.signal, res.reason) == (own.ok, own.exit_code, own.signal, own.reason), name
+            assert (res.ok, res.exit_code, res.signal, res.reason) == \
+                (own.ok, own.exit_code, own.signal, own.reason), name
             assert res.stderr.strip().splitlines()[-1] == own.stderr.strip().splitlines()[-1], name
     refused = {n for n, r in zip(codes, judged) if r is not None}
     assert {"syntax", "indent", "tabs", "unclosed string"} <= refused

@@ -13,8 +13,9 @@ rules (RULES below; unknown benchmarks get their kind's defaults):
   markers only, no math-verify reading (the answer format is part of what the tiny model learns).
 - choice: the chosen letter (or the text of an option) against the gold letter.
 - code: the program (last fenced block) with the record's `test_setup` and `tests` in the sandbox
-  (ilr.grading.sandbox); correct when every assert passes. Where the sandbox cannot hide the machine
-  (no namespaces), the grade's reason says so.
+  (ilr.grading.sandbox); correct when every assert passes. `grade_many` gives the programs Python refuses
+  to compile their run's result from one compile-only sandboxed run for the batch. Where the sandbox
+  cannot hide the machine (no namespaces), the grade's reason says so.
 """
 
 from __future__ import annotations
@@ -146,7 +147,9 @@ def _code(record: dict, completion: str, limits=None) -> Grade:
     from ilr.grading.sandbox import run_composed
 
     plan = _code_plan(record, completion)
-    return plan if isinstance(plan, Grade) else _code_grade(plan.program, run_composed(plan.code, plan.marker, limits))
+    if isinstance(plan, Grade):
+        return plan
+    return _code_grade(plan.program, run_composed(plan.code, plan.marker, limits))
 
 
 def grade(record: dict, completion: str, limits=None) -> Grade:
@@ -174,11 +177,14 @@ def _kind(record: dict) -> str | None:
 
 def grade_many(records: Sequence[dict], completions: Sequence[str], workers: int = 2, limits=None,
                progress: bool = False) -> list[Grade]:
-    """Grade pairs in order. Extraction and the cheap checks run here first; what is left (math-verify
-    comparisons, sandboxed programs) goes `workers` at a time (threads driving separate processes),
+    """Grade pairs in order. Extraction and the cheap checks run here first, then one compile-only sandboxed
+    run decides the programs Python refuses to compile (ilr.grading.sandbox.syntax_errors); what is left
+    (math-verify comparisons, sandboxed programs) goes `workers` at a time (threads driving separate processes),
     with the math-verify workers started beforehand. The rest is handed out in runs of neighbouring
     pairs, each run to one math-verify worker: neighbours often share a gold (several samples of one
     question), which that worker has then parsed already."""
+    from ilr.grading.sandbox import run_composed, syntax_errors
+
     if len(records) != len(completions):
         raise ValueError(f"{len(records)} records but {len(completions)} completions")
     out: list[Grade | None] = [None] * len(records)
@@ -192,8 +198,6 @@ def grade_many(records: Sequence[dict], completions: Sequence[str], workers: int
             jobs.append((i, plan))
     code = [(i, job) for i, job in jobs if isinstance(job, _CodeJob)]
     if len(code) > 1:   # programs Python refuses to compile: one compile-only run for them all (sandbox.py)
-        from ilr.grading.sandbox import syntax_errors
-
         for (i, job), res in zip(code, syntax_errors([job.code for _, job in code], limits)):
             if res is not None:
                 out[i] = _code_grade(job.program, res)
@@ -207,8 +211,6 @@ def grade_many(records: Sequence[dict], completions: Sequence[str], workers: int
         from tqdm import tqdm
 
         bar = tqdm(total=len(records), initial=len(records) - len(jobs), desc="grading", unit="answer")
-
-    from ilr.grading.sandbox import run_composed
 
     def run(chunk: list) -> list[Grade]:
         worker, done = None, []
