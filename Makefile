@@ -5,7 +5,8 @@
 # make test-vllm     vLLM's CPU build in .venv-vllm (constraints-vllm.txt), then the tests marked `vllm`
 #                    (tests/test_vllm.py: the inference stages through vLLM's engine, against transformers')
 # make test-slurm    a single-node Slurm cluster on this host (scripts/slurm-provision.sh: root, Debian), the tests
-#                    marked `slurm` (tests/test_slurm_cluster.py: the profile end to end), then the daemons it started stop
+#                    marked `slurm` (tests/test_slurm_cluster.py: the profile end to end), then the daemons it started
+#                    stop and its slurm.conf is parked (no controller named: Slurm commands fail at once, docs/cluster.md)
 # make dryrun-paper  the paper's study (config/paper.yaml, the slurm profile's) as a Slurm dry-run: lists every job
 # make clean         remove results/ and Snakemake's metadata
 # make push / pull   version the outputs with DVC (checkpoints, results) / restore them without rerunning

@@ -302,7 +302,8 @@ def test_down_parks_the_conf_so_slurm_commands_fail_at_once(tmp_path):
     r = subprocess.run([str(REPO / "scripts" / "slurm-provision.sh"), "down"], env=env, capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 0, r.stderr
-    assert conf.read_text().startswith(mark) and "SlurmctldHost" not in conf.read_text()   # still ours: `up` rewrites it
+    # still ours (`up` writes the real one again), and naming no controller
+    assert conf.read_text().startswith(mark) and "SlurmctldHost" not in conf.read_text()
     r = subprocess.run(["scontrol", "show", "config"], env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode != 0 and "SlurmctldHost" in r.stderr   # refused at once, not after retrying a controller
     foreign = tmp_path / "foreign.conf"
